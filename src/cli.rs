@@ -1,0 +1,117 @@
+//! The administrator's commands: output for people, or the JSON shapes of SPEC §1.
+
+use anyhow::bail;
+
+use crate::app::App;
+use crate::auth;
+use crate::desk::inbound::{self, Outcome};
+use crate::domain::EmailAddress;
+use crate::store::{self, mailboxes, outbox, raw, tickets};
+
+pub fn login_link(app: &App, email: &str) -> anyhow::Result<()> {
+    let Some(address) = EmailAddress::parse(email) else { bail!("`{email}` is not an email address") };
+    let token = app.store.write(|c| auth::create_login_token(c, address.as_str(), None, store::now()))?;
+    println!("{}", auth::login_url(&app.settings.helpdesk.public_url, &token));
+    Ok(())
+}
+
+pub fn tickets(app: &App, json: bool) -> anyhow::Result<()> {
+    let all = app.store.read(tickets::all_tickets)?;
+    if json {
+        let list = serde_json::json!({"total": all.len(), "page": 1, "per_page": all.len().max(1), "tickets": all});
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no tickets");
+    }
+    for t in &all {
+        println!("#{:<6} {:<8} {:<8} {:<32} {}", t.number, t.status, t.priority, t.requester, t.subject);
+    }
+    Ok(())
+}
+
+pub fn ticket(app: &App, number: i64, json: bool) -> anyhow::Result<()> {
+    let Some(t) = app.store.read(|c| tickets::ticket_with_messages(c, number, true))? else {
+        bail!("no ticket #{number}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    println!("{} {}", app.desk.token.format(t.number), t.subject);
+    println!("status: {}  priority: {}  requester: {}", t.status, t.priority, t.requester);
+    if !t.watchers.is_empty() {
+        println!("watchers: {}", t.watchers.join(", "));
+    }
+    for m in t.messages.unwrap_or_default() {
+        println!("\n--- {} {} from {} at {}", m.id, m.kind, m.from, m.at);
+        println!("{}", m.text);
+        for a in &m.attachments {
+            println!("  [attachment {}] {} ({}, {} bytes)", a.id, a.name, a.content_type, a.size);
+        }
+        for r in &m.refused_attachments {
+            println!("  [refused] {} ({} bytes): {}", r.name, r.size, r.reason);
+        }
+    }
+    Ok(())
+}
+
+pub fn quarantine_list(app: &App, json: bool) -> anyhow::Result<()> {
+    let entries = app.store.read(raw::quarantined)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("quarantine is empty");
+    }
+    for e in entries {
+        println!("{:<6} {} {:<20} {:>9} bytes  {}  — {}", e.id, e.received_at, e.source, e.size, e.subject, e.reason);
+    }
+    Ok(())
+}
+
+pub fn quarantine_retry(app: &App, id: i64) -> anyhow::Result<()> {
+    let desk = &app.desk;
+    let outcome = app.store.write(|c| inbound::retry(c, desk, id, store::now()))?;
+    match outcome {
+        Outcome::Quarantined(why) => bail!("mail {id} is still quarantined: {why}"),
+        other => println!("mail {id}: {other:?}"),
+    }
+    Ok(())
+}
+
+pub fn status(app: &App, json: bool) -> anyhow::Result<()> {
+    let now = store::now();
+    let (boxes, queue, quarantined) = app.store.read(|c| {
+        Ok((mailboxes::all(c)?, outbox::status(c, now)?, raw::count_by_state(c, raw::RawState::Quarantined)?))
+    })?;
+    let boxes: Vec<mailboxes::MailboxStatus> = boxes.into_iter().map(Into::into).collect();
+    if json {
+        let v = serde_json::json!({"mailboxes": boxes, "outbox": queue, "quarantine": quarantined});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("mailboxes:");
+    if boxes.is_empty() {
+        println!("  (none polled yet)");
+    }
+    for b in &boxes {
+        println!(
+            "  {}: {} on server, {} ingested, {} quarantined, last poll {}, last error {}",
+            b.name,
+            b.on_server,
+            b.ingested,
+            b.quarantined,
+            b.last_poll.as_deref().unwrap_or("never"),
+            b.last_error.as_deref().unwrap_or("none")
+        );
+    }
+    println!(
+        "outbox: {} pending ({} retrying), {} sent, {} failed",
+        queue.pending, queue.retrying, queue.sent, queue.failed
+    );
+    println!("quarantine: {quarantined} mail(s)");
+    Ok(())
+}

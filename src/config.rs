@@ -1,0 +1,420 @@
+//! Settings and their loading: built-in defaults → `config/default.toml` → the `-c` file (or
+//! `GUICHET_CONFIG`) → `GUICHET__SECTION__KEY` environment variables. Unknown keys and bad values
+//! are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::domain::{EmailAddress, StaffList, SubjectToken};
+
+/// The defaults compiled into the binary (the same file as `config/default.toml`).
+const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub helpdesk: Helpdesk,
+    pub database: Database,
+    #[serde(default, rename = "mailbox")]
+    pub mailboxes: Vec<MailboxSettings>,
+    #[serde(default)]
+    pub smtp: Option<Smtp>,
+    pub web: Web,
+    #[serde(default, rename = "company")]
+    pub companies: Vec<Company>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Helpdesk {
+    pub address: String,
+    pub name: String,
+    pub subject_tag: String,
+    pub public_url: String,
+    pub language: String,
+    #[serde(default)]
+    pub staff: Vec<String>,
+    /// Where new tickets and customer answers are announced; the staff addresses when empty.
+    #[serde(default)]
+    pub staff_notify: Vec<String>,
+    pub max_attachment_bytes: u64,
+    pub reopen_window_days: u32,
+    #[serde(default)]
+    pub legacy_subject_tags: Vec<String>,
+    pub max_message_bytes: u64,
+    #[serde(default)]
+    pub auto_reply_limit: AutoReplyLimit,
+    #[serde(default)]
+    pub trusted_authserv_id: Option<String>,
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+    /// Other addresses of ours (aliases): never a watcher, never sent automatic mail.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Thread `<local>+<n>@domain` recipients into ticket n.
+    #[serde(default)]
+    pub plus_addressing: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoReplyLimit {
+    pub count: u32,
+    pub hours: u32,
+}
+
+impl Default for AutoReplyLimit {
+    fn default() -> Self {
+        AutoReplyLimit { count: 10, hours: 3 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Tls,
+    Starttls,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstRun {
+    Process,
+    Archive,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSettings {
+    /// A name for logs and `status`; `username@host/folder` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub host: String,
+    #[serde(default = "default_imap_port")]
+    pub port: u16,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: String,
+    #[serde(default = "default_folder")]
+    pub folder: String,
+    #[serde(default = "default_processed")]
+    pub processed_folder: String,
+    #[serde(default = "default_first_run")]
+    pub on_first_run: FirstRun,
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Mails fetched per IMAP round trip.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+}
+
+impl MailboxSettings {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("{}@{}/{}", self.username, self.host, self.folder))
+    }
+}
+
+fn default_imap_port() -> u16 {
+    993
+}
+fn default_tls() -> TlsMode {
+    TlsMode::Tls
+}
+fn default_folder() -> String {
+    "INBOX".into()
+}
+fn default_processed() -> String {
+    "Processed".into()
+}
+fn default_first_run() -> FirstRun {
+    FirstRun::Process
+}
+fn default_poll() -> u64 {
+    30
+}
+fn default_batch() -> u32 {
+    100
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTransport {
+    #[default]
+    Smtp,
+    File,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    #[serde(default)]
+    pub transport: SmtpTransport,
+    #[serde(default = "default_smtp_host")]
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// For `transport = "file"`: where the .eml files go.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Company {
+    pub name: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub shared: bool,
+}
+
+impl Settings {
+    /// Loads every layer. `file` is the `-c` argument (or `GUICHET_CONFIG`).
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, Path::new("config/default.toml"), &env)
+    }
+
+    /// Built-in defaults, then `overlay` (TOML text), then the environment: the demo's settings.
+    pub fn with_overlay(overlay: &str) -> anyhow::Result<Settings> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::build(None, None, Some(overlay), &env)
+    }
+
+    /// Loads with an explicit environment (tests) and default-file location.
+    pub fn load_from(file: Option<&Path>, default_file: &Path, env: &[(String, String)]) -> anyhow::Result<Settings> {
+        Self::build(Some(default_file), file, None, env)
+    }
+
+    fn build(
+        default_file: Option<&Path>,
+        file: Option<&Path>,
+        overlay: Option<&str>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Settings> {
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(BUILT_IN_DEFAULTS, config::FileFormat::Toml));
+        if let Some(text) = overlay {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+        }
+        let default_file = default_file.filter(|f| f.exists());
+        if let Some(default_file) = default_file {
+            builder = builder.add_source(config::File::from(default_file).format(config::FileFormat::Toml));
+        }
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("GUICHET__") else { continue };
+            let path = rest.split("__").map(|p| p.to_lowercase()).collect::<Vec<_>>().join(".");
+            builder = builder.set_override(path.clone(), env_value(&path, value)).context(path)?;
+        }
+        let raw = builder.build().context("cannot read the configuration")?;
+        let settings: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let h = &self.helpdesk;
+        if EmailAddress::parse(&h.address).is_none() {
+            bail!("configuration: helpdesk.address `{}` is not an email address", h.address);
+        }
+        if !matches!(h.language.as_str(), "fr" | "en") {
+            bail!("configuration: helpdesk.language must be `fr` or `en`, not `{}`", h.language);
+        }
+        if !(h.public_url.starts_with("http://") || h.public_url.starts_with("https://")) {
+            bail!("configuration: helpdesk.public_url must start with http:// or https://");
+        }
+        if h.subject_tag.trim().is_empty() || h.subject_tag.contains(['[', ']', '#']) {
+            bail!("configuration: helpdesk.subject_tag must be a plain word");
+        }
+        for s in h.staff.iter().chain(&h.staff_notify).chain(&h.aliases) {
+            let ok = match s.strip_prefix('@') {
+                Some(domain) => !domain.is_empty() && !domain.contains('@'),
+                None => EmailAddress::parse(s).is_some(),
+            };
+            if !ok {
+                bail!("configuration: helpdesk.staff entry `{s}` is neither an address nor @domain");
+            }
+        }
+        if h.max_attachment_bytes == 0 {
+            bail!("configuration: helpdesk.max_attachment_bytes must be positive");
+        }
+        if h.auto_reply_limit.hours == 0 {
+            bail!("configuration: helpdesk.auto_reply_limit.hours must be positive");
+        }
+        if !(self.database.url.starts_with("sqlite://") || self.database.url.starts_with("postgres")) {
+            bail!("configuration: database.url must start with sqlite:// or postgres://");
+        }
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            if m.tls == TlsMode::None && !is_loopback(&m.host) {
+                bail!("configuration: mailbox[{i}].tls = \"none\" is allowed only for loopback hosts");
+            }
+            if m.poll_seconds == 0 {
+                bail!("configuration: mailbox[{i}].poll_seconds must be positive");
+            }
+            if m.batch_size == 0 {
+                bail!("configuration: mailbox[{i}].batch_size must be positive");
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.transport == SmtpTransport::File && smtp.dir.is_none() {
+                bail!("configuration: smtp.dir is required with smtp.transport = \"file\"");
+            }
+            if smtp.transport == SmtpTransport::Smtp && smtp.tls == TlsMode::None && !is_loopback(&smtp.host) {
+                bail!("configuration: smtp.tls = \"none\" is allowed only for loopback hosts");
+            }
+        }
+        if self.web.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!("configuration: web.listen `{}` is not an address:port", self.web.listen);
+        }
+        Ok(())
+    }
+
+    pub fn helpdesk_address(&self) -> EmailAddress {
+        EmailAddress::parse(&self.helpdesk.address).expect("validated at load")
+    }
+
+    pub fn staff(&self) -> StaffList {
+        StaffList::new(&self.helpdesk.staff)
+    }
+
+    pub fn token(&self) -> SubjectToken {
+        SubjectToken::new(&self.helpdesk.subject_tag, &self.helpdesk.legacy_subject_tags)
+    }
+
+    /// Our own addresses: the helpdesk, its aliases and every mailbox's login when it is an address.
+    pub fn our_addresses(&self) -> Vec<EmailAddress> {
+        let mut ours = vec![self.helpdesk_address()];
+        ours.extend(self.helpdesk.aliases.iter().filter_map(|a| EmailAddress::parse(a)));
+        ours.extend(self.mailboxes.iter().filter_map(|m| EmailAddress::parse(&m.username)));
+        ours.sort();
+        ours.dedup();
+        ours
+    }
+
+    /// The company an address belongs to, by its domain.
+    pub fn company_of(&self, address: &EmailAddress) -> Option<&Company> {
+        self.companies.iter().find(|c| c.domains.iter().any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(address.domain())))
+    }
+
+    pub fn ticket_url(&self, number: i64) -> String {
+        format!("{}/tickets/{number}", self.helpdesk.public_url.trim_end_matches('/'))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
+fn env_value(path: &str, value: &str) -> config::Value {
+    const LISTS: &[&str] = &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
+    if LISTS.contains(&path) {
+        let items: Vec<config::Value> =
+            value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| config::Value::from(s.to_string())).collect();
+        return config::Value::from(items);
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return config::Value::from(n);
+    }
+    match value {
+        "true" => config::Value::from(true),
+        "false" => config::Value::from(false),
+        _ => config::Value::from(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(Some(f.path()), Path::new("/nonexistent/default.toml"), &env)
+    }
+
+    #[test]
+    fn defaults_load_and_layers_override() {
+        let s = load("[helpdesk]\nname = \"Aide\"\n", &[("GUICHET__DATABASE__URL", "sqlite:///tmp/x.db")]).unwrap();
+        assert_eq!(s.helpdesk.name, "Aide");
+        assert_eq!(s.helpdesk.language, "fr");
+        assert_eq!(s.helpdesk.max_attachment_bytes, 2_097_152);
+        assert_eq!(s.database.url, "sqlite:///tmp/x.db");
+        assert_eq!(s.helpdesk.auto_reply_limit.count, 10);
+    }
+
+    #[test]
+    fn env_lists_and_numbers_are_parsed() {
+        let s = load("", &[("GUICHET__HELPDESK__STAFF", "a@x.com, @y.com"), ("GUICHET__HELPDESK__REOPEN_WINDOW_DAYS", "7")])
+            .unwrap();
+        assert_eq!(s.helpdesk.staff, vec!["a@x.com", "@y.com"]);
+        assert_eq!(s.helpdesk.reopen_window_days, 7);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = load("[helpdesk]\nadress = \"x@y.com\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("adress"), "{err}");
+        let err = load("[helpdesk]\nmax_attachment_bytes = \"lots\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("max_attachment_bytes"), "{err}");
+        let err = load("[helpdesk]\nlanguage = \"de\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("helpdesk.language"), "{err}");
+        let err = load("[[mailbox]]\nhost = \"imap.example.com\"\nusername = \"u\"\npassword = \"p\"\ntls = \"none\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mailbox[0].tls"), "{err}");
+    }
+}

@@ -1,0 +1,445 @@
+//! Ticket operations shared by mail and the web: open, answer, change status or priority, note.
+//! Each stores the change, its `event` trace and its notifications in the caller's transaction.
+
+use serde_json::json;
+
+use super::Desk;
+use super::notices::{Kind, Notice, human_size, queue};
+use crate::domain::{EmailAddress, MessageKind, Priority, Status};
+use crate::parse::Attachment;
+use crate::store::Conn;
+use crate::store::tickets::{self, NewMessage, NewTicket, RefusedAttachment, TicketRow};
+
+/// Who acts.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub address: EmailAddress,
+    pub name: Option<String>,
+    pub staff: bool,
+}
+
+/// A message about to be stored.
+#[derive(Clone, Debug, Default)]
+pub struct Incoming {
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub full_text: String,
+    pub html: Option<String>,
+    pub mail_message_id: Option<String>,
+    pub raw_mail_id: Option<i64>,
+    pub auto: bool,
+    pub attachments: Vec<Attachment>,
+}
+
+/// Whether this operation may send mail at all (`on_first_run = "archive"` imports silently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mailing {
+    Send,
+    Silent,
+}
+
+pub struct Stored {
+    pub message_id: i64,
+    pub refused: Vec<RefusedAttachment>,
+    /// The accepted files, for relaying.
+    pub files: Vec<(String, String, Vec<u8>)>,
+}
+
+/// Stores a message and its attachments; files over the limit are refused and recorded.
+pub fn store_message(
+    conn: &mut Conn,
+    desk: &Desk,
+    number: i64,
+    kind: MessageKind,
+    from: &EmailAddress,
+    msg: &Incoming,
+    at: i64,
+) -> anyhow::Result<Stored> {
+    let limit = desk.settings.helpdesk.max_attachment_bytes;
+    let lang = desk.lang();
+    let refused: Vec<RefusedAttachment> = msg
+        .attachments
+        .iter()
+        .filter(|a| a.data.len() as u64 > limit)
+        .map(|a| RefusedAttachment {
+            name: a.name.clone(),
+            size: a.data.len() as u64,
+            reason: if lang == "en" { "too large".into() } else { "trop volumineux".into() },
+        })
+        .collect();
+    let message_id = tickets::insert_message(
+        conn,
+        &NewMessage {
+            ticket_number: number,
+            kind,
+            from_addr: from.as_str(),
+            from_name: msg.from_name.as_deref(),
+            at,
+            subject: &msg.subject,
+            text: &msg.text,
+            full_text: &msg.full_text,
+            html: msg.html.as_deref(),
+            mail_message_id: msg.mail_message_id.as_deref(),
+            raw_mail_id: msg.raw_mail_id,
+            auto: msg.auto,
+            refused: &refused,
+        },
+    )?;
+    let mut files = Vec::new();
+    for a in msg.attachments.iter().filter(|a| a.data.len() as u64 <= limit) {
+        tickets::insert_attachment(conn, message_id, &a.name, &a.content_type, &a.data, a.content_id.as_deref(), a.inline)?;
+        if !a.inline {
+            files.push((a.name.clone(), a.content_type.clone(), a.data.clone()));
+        }
+    }
+    Ok(Stored { message_id, refused, files })
+}
+
+/// Records an `event` message (the trace of a change) in the desk's language.
+pub fn record_event(conn: &mut Conn, number: i64, actor: &EmailAddress, text: &str, at: i64) -> anyhow::Result<()> {
+    tickets::insert_message(
+        conn,
+        &NewMessage {
+            ticket_number: number,
+            kind: MessageKind::Event,
+            from_addr: actor.as_str(),
+            from_name: None,
+            at,
+            subject: "",
+            text,
+            full_text: text,
+            html: None,
+            mail_message_id: None,
+            raw_mail_id: None,
+            auto: false,
+            refused: &[],
+        },
+    )?;
+    Ok(())
+}
+
+pub struct OpenTicket<'a> {
+    pub requester: &'a EmailAddress,
+    pub actor: &'a Actor,
+    pub subject: &'a str,
+    pub priority: Priority,
+    pub product: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub unverified: bool,
+    pub refers_to: Option<i64>,
+    pub watchers: &'a [EmailAddress],
+    /// The first message's kind: `customer`, or `staff` when staff opened it for a customer.
+    pub kind: MessageKind,
+    pub message: &'a Incoming,
+}
+
+/// Opens a ticket with its first message; acknowledges it and alerts staff.
+pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailing, at: i64) -> anyhow::Result<i64> {
+    let lang = desk.lang();
+    let company = desk.company_of(o.requester).map(|(name, _)| name);
+    let subject = if o.subject.trim().is_empty() {
+        if lang == "en" { "(no subject)" } else { "(sans objet)" }
+    } else {
+        o.subject
+    };
+    let number = tickets::insert_ticket(
+        conn,
+        &NewTicket {
+            subject,
+            requester: o.requester.as_str(),
+            priority: o.priority,
+            company,
+            product: o.product,
+            service: o.service,
+            unverified: o.unverified,
+            refers_to: o.refers_to,
+            at,
+        },
+    )?;
+    let mut watchers = Vec::new();
+    for w in o.watchers.iter().filter(|w| *w != o.requester && !desk.is_ours(w) && !desk.is_staff(w)) {
+        if tickets::add_watcher(conn, number, w.as_str())? {
+            watchers.push(w.clone());
+        }
+    }
+    let stored = store_message(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
+    if let Some(old) = o.refers_to {
+        let text = if lang == "en" { format!("Follows up ticket #{old}") } else { format!("Suite du ticket n° {old}") };
+        record_event(conn, number, &o.actor.address, &text, at)?;
+    }
+    if o.unverified {
+        let text = if lang == "en" {
+            "Sender not verified: the From address failed the DMARC check".to_string()
+        } else {
+            "Expéditeur non vérifié : l'adresse From a échoué au contrôle DMARC".to_string()
+        };
+        record_event(conn, number, &o.actor.address, &text, at)?;
+    }
+    if mailing == Mailing::Silent {
+        return Ok(number);
+    }
+    let ticket = tickets::get_ticket(conn, number)?.expect("just inserted");
+    let body = o.message.text.clone();
+    // An acknowledgement to a forged or automatic sender would be backscatter: none then.
+    if !o.message.auto && !o.unverified {
+        let mut ack = Notice::new("ticket_created", Some(&ticket), Kind::Acknowledgement);
+        ack.recipients = std::iter::once(o.requester.clone()).chain(watchers.iter().cloned()).collect();
+        ack.actor = if o.actor.staff { None } else { Some(&o.actor.address) };
+        // The requester gets an acknowledgement even of their own mail: that is its point.
+        ack.actor = ack.actor.filter(|a| *a != o.requester);
+        ack.in_reply_to = o.message.mail_message_id.clone();
+        ack.extra = json!({ "body": body });
+        queue(conn, desk, ack, at)?;
+    }
+    let mut alert = Notice::new("staff_alert_created", Some(&ticket), Kind::Automatic);
+    alert.recipients = desk.staff_recipients();
+    alert.actor = Some(&o.actor.address);
+    alert.extra = json!({ "body": body, "author": display(o.actor) });
+    queue(conn, desk, alert, at)?;
+    refused_notice(conn, desk, &ticket, &o.actor.address, o.message, &stored.refused, at)?;
+    Ok(number)
+}
+
+/// Tells the sender which files were refused (never an automatic sender).
+fn refused_notice(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    sender: &EmailAddress,
+    msg: &Incoming,
+    refused: &[RefusedAttachment],
+    at: i64,
+) -> anyhow::Result<()> {
+    if refused.is_empty() || msg.auto {
+        return Ok(());
+    }
+    let lang = desk.lang();
+    let mut n = Notice::new("attachment_refused", Some(ticket), Kind::Automatic);
+    n.recipients = vec![sender.clone()];
+    n.in_reply_to = msg.mail_message_id.clone();
+    n.extra = json!({
+        "files": refused.iter().map(|r| json!({"name": r.name, "size": human_size(r.size, lang)})).collect::<Vec<_>>(),
+    });
+    queue(conn, desk, n, at)?;
+    Ok(())
+}
+
+fn display(actor: &Actor) -> String {
+    actor.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| actor.address.to_string())
+}
+
+/// A customer (requester, watcher, company member) writes on a ticket.
+pub fn customer_reply(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    actor: &Actor,
+    msg: &Incoming,
+    new_watchers: &[EmailAddress],
+    mailing: Mailing,
+    at: i64,
+) -> anyhow::Result<()> {
+    let number = ticket.number;
+    let stored = store_message(conn, desk, number, MessageKind::Customer, &actor.address, msg, at)?;
+    for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
+        if tickets::add_watcher(conn, number, w.as_str())? {
+            let text = if desk.lang() == "en" { format!("Watcher added: {w}") } else { format!("Observateur ajouté : {w}") };
+            record_event(conn, number, &actor.address, &text, at)?;
+        }
+    }
+    tickets::touch(conn, number, at)?;
+    // An out-of-office answer changes nothing and answers nothing.
+    if msg.auto {
+        return Ok(());
+    }
+    let status = ticket.status();
+    match status {
+        Status::Waiting => change_status_silently(conn, desk, ticket, Status::Open, &actor.address, at)?,
+        Status::Closed => {
+            let text = if desk.lang() == "en" {
+                "Reopened by the customer's answer".to_string()
+            } else {
+                "Rouvert par la réponse du client".to_string()
+            };
+            tickets::set_status(conn, number, Status::Open, at)?;
+            record_event(conn, number, &actor.address, &text, at)?;
+        }
+        Status::New | Status::Open => {}
+    }
+    if mailing == Mailing::Silent {
+        return Ok(());
+    }
+    let ticket = tickets::get_ticket(conn, number)?.expect("exists");
+    let mut alert = Notice::new("customer_answer", Some(&ticket), Kind::Automatic);
+    alert.recipients = desk.staff_recipients();
+    alert.actor = Some(&actor.address);
+    alert.in_reply_to = msg.mail_message_id.clone();
+    alert.extra = json!({ "body": msg.text, "author": display(actor) });
+    queue(conn, desk, alert, at)?;
+    refused_notice(conn, desk, &ticket, &actor.address, msg, &stored.refused, at)?;
+    Ok(())
+}
+
+/// Staff answer: stored, status → waiting on customer (or as commanded), relayed to the requester
+/// and watchers from the helpdesk address. A note is stored and relayed to nobody.
+#[allow(clippy::too_many_arguments)]
+pub fn staff_reply(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    actor: &Actor,
+    msg: &Incoming,
+    as_note: bool,
+    status: Option<Status>,
+    priority: Option<Priority>,
+    mailing: Mailing,
+    at: i64,
+) -> anyhow::Result<()> {
+    let number = ticket.number;
+    let has_text = !msg.text.trim().is_empty() || !msg.attachments.is_empty();
+    let kind = if as_note { MessageKind::Note } else { MessageKind::Staff };
+    let stored = if has_text || as_note {
+        Some(store_message(conn, desk, number, kind, &actor.address, msg, at)?)
+    } else {
+        None
+    };
+    if let Some(p) = priority.filter(|p| *p != ticket.priority()) {
+        set_priority(conn, desk, ticket, p, &actor.address, at)?;
+    }
+    let relayed = !as_note && has_text;
+    let target = status.or(if relayed { Some(Status::Waiting) } else { None });
+    let mut status_changed = None;
+    if let Some(s) = target.filter(|s| *s != ticket.status()) {
+        change_status_silently(conn, desk, ticket, s, &actor.address, at)?;
+        status_changed = Some(s);
+    }
+    tickets::touch(conn, number, at)?;
+    if mailing == Mailing::Silent {
+        return Ok(());
+    }
+    let ticket = tickets::get_ticket(conn, number)?.expect("exists");
+    let customers = customers_of(conn, &ticket)?;
+    if relayed {
+        let mut relay = Notice::new("staff_answer", Some(&ticket), Kind::Relay);
+        relay.recipients = customers;
+        relay.actor = Some(&actor.address);
+        relay.from_name = Some(display_name_only(actor));
+        relay.extra = json!({ "body": msg.text, "author": display_name_only(actor) });
+        relay.attachments = stored.map(|s| s.files).unwrap_or_default();
+        queue(conn, desk, relay, at)?;
+    } else if let Some(s) = status_changed {
+        status_notice(conn, desk, &ticket, s, &actor.address, None, at)?;
+    }
+    Ok(())
+}
+
+/// Staff's display name without their address (the address never reaches customers).
+fn display_name_only(actor: &Actor) -> String {
+    actor
+        .name
+        .clone()
+        .map(|n| n.chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>' | '@' | '"')).collect::<String>())
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| actor.address.local_part().to_string())
+}
+
+/// The requester and the watchers.
+pub fn customers_of(conn: &mut Conn, ticket: &TicketRow) -> anyhow::Result<Vec<EmailAddress>> {
+    let mut all: Vec<EmailAddress> = EmailAddress::parse(&ticket.requester).into_iter().collect();
+    all.extend(tickets::watchers_of(conn, ticket.number)?.iter().filter_map(|w| EmailAddress::parse(w)));
+    Ok(all)
+}
+
+fn change_status_silently(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    to: Status,
+    actor: &EmailAddress,
+    at: i64,
+) -> anyhow::Result<()> {
+    let lang = desk.lang();
+    tickets::set_status(conn, ticket.number, to, at)?;
+    let text = if lang == "en" {
+        format!("Status: {} → {}", ticket.status().label(lang), to.label(lang))
+    } else {
+        format!("Statut : {} → {}", ticket.status().label(lang), to.label(lang))
+    };
+    record_event(conn, ticket.number, actor, &text, at)
+}
+
+fn status_notice(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    to: Status,
+    actor: &EmailAddress,
+    reason: Option<&str>,
+    at: i64,
+) -> anyhow::Result<()> {
+    let event = match (ticket.status(), to) {
+        (_, Status::Closed) => "ticket_closed",
+        _ if reason.is_some() => "ticket_reopened",
+        _ => "status_changed",
+    };
+    let mut n = Notice::new(event, Some(ticket), Kind::Automatic);
+    n.recipients = customers_of(conn, ticket)?;
+    if !desk.is_staff(actor) {
+        // A customer's own change is announced to staff instead.
+        n.recipients = desk.staff_recipients();
+    }
+    n.actor = Some(actor);
+    n.extra = json!({ "reason": reason.unwrap_or("") });
+    queue(conn, desk, n, at)?;
+    Ok(())
+}
+
+/// Changes the status (web, `#status`), traces it and tells the other side.
+pub fn change_status(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    to: Status,
+    actor: &EmailAddress,
+    mailing: Mailing,
+    at: i64,
+) -> anyhow::Result<()> {
+    if ticket.status() == to {
+        return Ok(());
+    }
+    change_status_silently(conn, desk, ticket, to, actor, at)?;
+    if mailing == Mailing::Send {
+        let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
+        status_notice(conn, desk, &updated, to, actor, None, at)?;
+    }
+    Ok(())
+}
+
+/// Reopens a closed ticket with a reason (web button).
+pub fn reopen(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, actor: &EmailAddress, reason: &str, at: i64) -> anyhow::Result<()> {
+    let lang = desk.lang();
+    tickets::set_status(conn, ticket.number, Status::Open, at)?;
+    let text = if lang == "en" { format!("Reopened: {reason}") } else { format!("Rouvert : {reason}") };
+    record_event(conn, ticket.number, actor, &text, at)?;
+    let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
+    status_notice(conn, desk, &updated, Status::Open, actor, Some(reason), at)
+}
+
+pub fn set_priority(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    to: Priority,
+    actor: &EmailAddress,
+    at: i64,
+) -> anyhow::Result<()> {
+    let lang = desk.lang();
+    tickets::set_priority(conn, ticket.number, to, at)?;
+    let text = if lang == "en" {
+        format!("Priority: {} → {}", ticket.priority().label(lang), to.label(lang))
+    } else {
+        format!("Priorité : {} → {}", ticket.priority().label(lang), to.label(lang))
+    };
+    record_event(conn, ticket.number, actor, &text, at)
+}

@@ -1,0 +1,484 @@
+//! One inbound mail → its effect on tickets (SPEC §2 and §3), inside the caller's transaction.
+
+use serde_json::json;
+
+use super::Desk;
+use super::actions::{self, Actor, Incoming, Mailing, OpenTicket};
+use super::notices::{Kind, Notice, queue};
+use crate::domain::{EmailAddress, MessageKind, Priority, Status, is_forward_subject};
+use crate::notify::message_id;
+use crate::parse::{self, InboundMail};
+use crate::store::raw::{self, RawState};
+use crate::store::tickets::{self, TicketRow};
+use crate::store::{Conn, outbox, savepoint};
+use crate::threading::{self, Candidate, Clue, Decision, Sender};
+
+/// What became of a mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written into ticket `number` (`created` when it opened it).
+    Ticket { number: i64, created: bool },
+    /// Already ingested (same Message-ID, or same bytes): nothing done.
+    Duplicate,
+    /// Kept but deliberately not turned into a ticket (loop, stray report).
+    Dropped(String),
+    /// A delivery report about our mail, recorded on its notification.
+    Report { ticket: Option<i64> },
+    /// Could not be processed: kept in quarantine with the reason.
+    Quarantined(String),
+}
+
+/// Ingests one mail: exactly once, never lost. Runs `process` in a savepoint; anything it cannot do
+/// sends the mail to quarantine with the reason, so it never blocks the mails after it.
+pub fn ingest(conn: &mut Conn, desk: &Desk, data: &[u8], source: &str, mailing: Mailing, now: i64) -> anyhow::Result<Outcome> {
+    let max = desk.settings.helpdesk.max_message_bytes;
+    let parsed = if data.len() as u64 > max {
+        Err(format!("mail too large: {} bytes (max_message_bytes = {max})", data.len()))
+    } else {
+        parse::parse(data).map_err(|e| e.to_string())
+    };
+    let key = raw::message_key(parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()), data);
+    if raw::is_known(conn, &key)? {
+        return Ok(Outcome::Duplicate);
+    }
+    let mail = match parsed {
+        Ok(mail) => mail,
+        Err(reason) => return quarantine(conn, &key, source, data, &reason, now),
+    };
+    let result = savepoint(conn, |conn| {
+        let raw_id = raw::insert(conn, &key, source, data, RawState::Processed, None, now)?;
+        let outcome = process(conn, desk, &mail, raw_id, mailing, now)?;
+        let (state, reason, ticket) = match &outcome {
+            Outcome::Ticket { number, .. } => (RawState::Processed, None, Some(*number)),
+            Outcome::Report { ticket } => (RawState::Processed, Some("delivery report"), *ticket),
+            Outcome::Dropped(why) => (RawState::Dropped, Some(why.as_str()), None),
+            Outcome::Duplicate | Outcome::Quarantined(_) => (RawState::Processed, None, None),
+        };
+        raw::set_outcome(conn, raw_id, state, reason, ticket)?;
+        Ok(outcome)
+    });
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "mail sent to quarantine");
+            quarantine(conn, &key, source, data, &format!("{e:#}"), now)
+        }
+    }
+}
+
+fn quarantine(conn: &mut Conn, key: &str, source: &str, data: &[u8], reason: &str, now: i64) -> anyhow::Result<Outcome> {
+    raw::insert(conn, key, source, data, RawState::Quarantined, Some(reason), now)?;
+    Ok(Outcome::Quarantined(reason.to_string()))
+}
+
+/// Re-processes a quarantined (or dropped) raw mail by id; the row becomes its new outcome.
+pub fn retry(conn: &mut Conn, desk: &Desk, id: i64, now: i64) -> anyhow::Result<Outcome> {
+    let Some((source, data, _state)) = raw::get(conn, id)? else { anyhow::bail!("no quarantined mail {id}") };
+    let max = desk.settings.helpdesk.max_message_bytes;
+    if data.len() as u64 > max {
+        return Ok(Outcome::Quarantined(format!("mail too large: {} bytes", data.len())));
+    }
+    let mail = match parse::parse(&data) {
+        Ok(m) => m,
+        Err(e) => return Ok(Outcome::Quarantined(e.to_string())),
+    };
+    let _ = source;
+    let outcome = savepoint(conn, |conn| process(conn, desk, &mail, id, Mailing::Send, now));
+    match outcome {
+        Ok(outcome) => {
+            let (state, ticket) = match &outcome {
+                Outcome::Ticket { number, .. } => (RawState::Processed, Some(*number)),
+                Outcome::Report { ticket } => (RawState::Processed, *ticket),
+                Outcome::Dropped(_) => (RawState::Dropped, None),
+                _ => (RawState::Processed, None),
+            };
+            raw::set_outcome(conn, id, state, None, ticket)?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            raw::set_outcome(conn, id, RawState::Quarantined, Some(&format!("{e:#}")), None)?;
+            Ok(Outcome::Quarantined(format!("{e:#}")))
+        }
+    }
+}
+
+/// The decision tree of SPEC §2.4–§2.9 and §3 for one parsed mail.
+fn process(conn: &mut Conn, desk: &Desk, mail: &InboundMail, raw_id: i64, mailing: Mailing, now: i64) -> anyhow::Result<Outcome> {
+    let Some(from) = mail.from.clone() else { anyhow::bail!("mail has no usable From address") };
+    let sender = from.address.clone();
+
+    // Our own mail coming back: never a ticket, never an answer.
+    if mail.loop_header.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case(&super::notices::loop_id(desk)))
+        || desk.is_ours(&sender)
+    {
+        tracing::info!(from = %sender, "our own mail came back: dropped");
+        return Ok(Outcome::Dropped("our own mail (loop)".into()));
+    }
+    if let Some(report) = &mail.dsn {
+        return delivery_report(conn, desk, report, now);
+    }
+
+    let verified = is_verified(desk, mail, &sender);
+    let is_staff = desk.is_staff(&sender) && verified;
+    let shared_company = desk.company_of(&sender).filter(|(_, shared)| *shared).map(|(n, _)| n);
+    let candidates = candidates(conn, desk, mail)?;
+    let decision = threading::decide(
+        &candidates,
+        &Sender { address: &sender, is_staff, verified, shared_company },
+        now,
+        desk.settings.helpdesk.reopen_window_days,
+    );
+    let actor = Actor { address: sender.clone(), name: from.name.clone(), staff: is_staff };
+    let auto = mail.auto.is_auto();
+    let mailing = if auto { Mailing::Silent } else { mailing };
+
+    let mut incoming = Incoming {
+        from_name: from.name.clone(),
+        subject: mail.subject.clone(),
+        text: mail.new_text.clone(),
+        full_text: mail.text.clone(),
+        html: mail.html.clone(),
+        mail_message_id: mail.message_id.clone(),
+        raw_mail_id: Some(raw_id),
+        auto,
+        attachments: mail.attachments.clone(),
+    };
+    let cc: Vec<EmailAddress> = mail.to.iter().chain(&mail.cc).map(|m| m.address.clone()).filter(|a| *a != sender).collect();
+
+    match decision {
+        Decision::Existing { number, reopen: _ } => {
+            let ticket = tickets::get_ticket(conn, number)?.expect("candidate exists");
+            if is_staff {
+                let commands = StaffCommands::parse(&incoming.text);
+                if !commands.unknown.is_empty() {
+                    return unknown_commands(conn, desk, &ticket, &actor, &mut incoming, &commands, now);
+                }
+                incoming.text = commands.rest.clone();
+                actions::staff_reply(
+                    conn, desk, &ticket, &actor, &incoming, commands.note, commands.status, commands.priority, mailing, now,
+                )?;
+            } else {
+                actions::customer_reply(conn, desk, &ticket, &actor, &incoming, &cc, mailing, now)?;
+            }
+            Ok(Outcome::Ticket { number, created: false })
+        }
+        Decision::New { refers_to, reason } => {
+            let unverified = reason == threading::NewReason::Unverified;
+            let service = None::<&str>;
+            if is_staff {
+                return staff_new_ticket(conn, desk, mail, &actor, &mut incoming, mailing, now);
+            }
+            let title = desk.token.clean_subject(&mail.subject);
+            let number = actions::open_ticket(
+                conn,
+                desk,
+                &OpenTicket {
+                    requester: &sender,
+                    actor: &actor,
+                    subject: &title,
+                    priority: Priority::Normal,
+                    product: None,
+                    service,
+                    unverified,
+                    refers_to,
+                    watchers: &cc,
+                    kind: MessageKind::Customer,
+                    message: &incoming,
+                },
+                mailing,
+                now,
+            )?;
+            Ok(Outcome::Ticket { number, created: true })
+        }
+    }
+}
+
+/// False only when the trusted receiving server says DMARC failed for the From domain.
+fn is_verified(desk: &Desk, mail: &InboundMail, sender: &EmailAddress) -> bool {
+    let Some(trusted) = desk.settings.helpdesk.trusted_authserv_id.as_deref() else { return true };
+    !mail.auth_results.iter().any(|r| {
+        r.authserv_id.eq_ignore_ascii_case(trusted)
+            && r.dmarc.as_deref().is_some_and(|v| matches!(v, "fail" | "quarantine" | "reject" | "permerror"))
+            && r.header_from.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(sender.domain()))
+    })
+}
+
+/// Candidate tickets in SPEC order: references (most recent first), subject token, plus-address.
+fn candidates(conn: &mut Conn, desk: &Desk, mail: &InboundMail) -> anyhow::Result<Vec<Candidate>> {
+    let mut found: Vec<(Clue, i64)> = Vec::new();
+    for r in mail.references.iter().take(50) {
+        let number = match message_id::ticket_of(r, &desk.secret) {
+            Some(n) => Some(n),
+            None => tickets::thread_ticket(conn, r)?,
+        };
+        if let Some(n) = number {
+            found.push((Clue::Reference, n));
+        }
+    }
+    if let Some(n) = desk.token.find(&mail.subject) {
+        found.push((Clue::SubjectToken, n));
+    }
+    if desk.settings.helpdesk.plus_addressing {
+        for a in mail.to.iter().chain(&mail.cc).map(|m| &m.address).chain(&mail.delivered_to) {
+            if let Some((base, tag)) = a.plus_tag() {
+                if desk.ours.contains(&base) {
+                    if let Ok(n) = tag.parse::<i64>() {
+                        found.push((Clue::PlusAddress, n));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (clue, number) in found {
+        if out.iter().any(|c: &Candidate| c.number == number) {
+            continue;
+        }
+        let Some(t) = tickets::get_ticket(conn, number)? else { continue };
+        out.push(candidate(conn, desk, clue, &t)?);
+    }
+    Ok(out)
+}
+
+fn candidate(conn: &mut Conn, desk: &Desk, clue: Clue, t: &TicketRow) -> anyhow::Result<Candidate> {
+    let requester = EmailAddress::parse(&t.requester).unwrap_or_else(|| desk.helpdesk.clone());
+    let shared_company = t
+        .company
+        .as_ref()
+        .filter(|c| desk.settings.companies.iter().any(|co| &co.name == *c && co.shared))
+        .cloned();
+    Ok(Candidate {
+        clue,
+        number: t.number,
+        status: t.status(),
+        requester,
+        watchers: tickets::watchers_of(conn, t.number)?.iter().filter_map(|w| EmailAddress::parse(w)).collect(),
+        shared_company,
+        closed_at: t.closed_at,
+    })
+}
+
+/// A staff mail that matches no ticket: `#requester`, a forwarded customer mail, or staff's own.
+fn staff_new_ticket(
+    conn: &mut Conn,
+    desk: &Desk,
+    mail: &InboundMail,
+    actor: &Actor,
+    incoming: &mut Incoming,
+    mailing: Mailing,
+    now: i64,
+) -> anyhow::Result<Outcome> {
+    let commands = StaffCommands::parse(&incoming.text);
+    if !commands.unknown.is_empty() {
+        // No ticket to hold it: open one for staff, as a note, and answer with the valid list.
+        let title = desk.token.clean_subject(&mail.subject);
+        incoming.text = commands.rest.clone();
+        let number = actions::open_ticket(
+            conn,
+            desk,
+            &OpenTicket {
+                requester: &actor.address,
+                actor,
+                subject: &title,
+                priority: Priority::Normal,
+                product: None,
+                service: None,
+                unverified: false,
+                refers_to: None,
+                watchers: &[],
+                kind: MessageKind::Note,
+                message: incoming,
+            },
+            Mailing::Silent,
+            now,
+        )?;
+        let ticket = tickets::get_ticket(conn, number)?.expect("just opened");
+        send_unknown_command_notice(conn, desk, &ticket, actor, &commands, incoming, now)?;
+        return Ok(Outcome::Ticket { number, created: true });
+    }
+    let forwarded = is_forward_subject(&mail.subject).then_some(mail.forwarded_from.as_ref()).flatten();
+    let (requester, kind, title, text) = if let Some(addr) = &commands.requester {
+        (addr.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
+    } else if let Some(orig) = forwarded.filter(|o| !desk.is_ours(&o.address) && !desk.is_staff(&o.address)) {
+        // The forwarded body is the customer's request: keep it whole.
+        (orig.address.clone(), MessageKind::Customer, desk.token.clean_subject(&mail.subject), mail.text.clone())
+    } else {
+        (actor.address.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
+    };
+    incoming.text = text;
+    let on_behalf = requester != actor.address;
+    let number = actions::open_ticket(
+        conn,
+        desk,
+        &OpenTicket {
+            requester: &requester,
+            actor,
+            subject: &title,
+            priority: commands.priority.unwrap_or(Priority::Normal),
+            product: None,
+            service: None,
+            unverified: false,
+            refers_to: None,
+            watchers: &[],
+            kind: if commands.note { MessageKind::Note } else { kind },
+            message: incoming,
+        },
+        mailing,
+        now,
+    )?;
+    if let Some(s) = commands.status.filter(|s| *s != Status::New) {
+        let ticket = tickets::get_ticket(conn, number)?.expect("just opened");
+        actions::change_status(conn, desk, &ticket, s, &actor.address, Mailing::Silent, now)?;
+    }
+    if on_behalf {
+        let text = if desk.lang() == "en" {
+            format!("Opened by {} on behalf of {requester}", actor.address)
+        } else {
+            format!("Ouvert par {} pour le compte de {requester}", actor.address)
+        };
+        actions::record_event(conn, number, &actor.address, &text, now)?;
+    }
+    Ok(Outcome::Ticket { number, created: true })
+}
+
+fn unknown_commands(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    actor: &Actor,
+    incoming: &mut Incoming,
+    commands: &StaffCommands,
+    now: i64,
+) -> anyhow::Result<Outcome> {
+    // Keep the mail (as an internal note), relay nothing, tell the staff member what is valid.
+    incoming.text = commands.rest.clone();
+    actions::store_message(conn, desk, ticket.number, MessageKind::Note, &actor.address, incoming, now)?;
+    send_unknown_command_notice(conn, desk, ticket, actor, commands, incoming, now)?;
+    Ok(Outcome::Ticket { number: ticket.number, created: false })
+}
+
+fn send_unknown_command_notice(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    actor: &Actor,
+    commands: &StaffCommands,
+    incoming: &Incoming,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut n = Notice::new("unknown_command", Some(ticket), Kind::Automatic);
+    n.recipients = vec![actor.address.clone()];
+    n.in_reply_to = incoming.mail_message_id.clone();
+    n.extra = json!({ "commands": commands.unknown });
+    queue(conn, desk, n, now)?;
+    Ok(())
+}
+
+/// Commands at the top of a staff mail (SPEC §3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StaffCommands {
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    pub note: bool,
+    pub requester: Option<EmailAddress>,
+    pub unknown: Vec<String>,
+    /// The text without the command lines.
+    pub rest: String,
+}
+
+impl StaffCommands {
+    pub fn parse(text: &str) -> StaffCommands {
+        let mut c = StaffCommands::default();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.peek() {
+            let l = line.trim();
+            if l.is_empty() {
+                lines.next();
+                continue;
+            }
+            let Some(cmd) = l.strip_prefix('#') else { break };
+            if !cmd.chars().next().is_some_and(|ch| ch.is_alphabetic()) {
+                break;
+            }
+            let mut words = cmd.split_whitespace();
+            let name = words.next().unwrap_or("").to_lowercase();
+            let arg = words.next();
+            let ok = match name.as_str() {
+                "status" | "statut" => arg.and_then(|a| a.parse().ok()).map(|s| c.status = Some(s)).is_some(),
+                "priority" | "priorite" | "priorité" => arg.and_then(|a| a.parse().ok()).map(|p| c.priority = Some(p)).is_some(),
+                "note" => {
+                    c.note = true;
+                    true
+                }
+                "requester" | "demandeur" => arg.and_then(EmailAddress::parse).map(|a| c.requester = Some(a)).is_some(),
+                _ => false,
+            };
+            if !ok {
+                c.unknown.push(l.chars().filter(|ch| !ch.is_control()).take(100).collect());
+            }
+            lines.next();
+        }
+        c.rest = lines.collect::<Vec<_>>().join("\n").trim().to_string();
+        c
+    }
+}
+
+/// A delivery report about one of our notifications: mark it failed and the address undeliverable
+/// for 60 days; show it on the ticket. Reports about anything else are kept, not ticketed.
+fn delivery_report(conn: &mut Conn, desk: &Desk, report: &parse::DeliveryReport, now: i64) -> anyhow::Result<Outcome> {
+    let Some(original) = report.original_message_id.as_deref() else {
+        return Ok(Outcome::Dropped("delivery report about an unknown mail".into()));
+    };
+    let Some(row) = outbox::by_message_id(conn, original)? else {
+        return Ok(Outcome::Dropped("delivery report about a mail that is not ours".into()));
+    };
+    let failures: Vec<&parse::DsnRecipient> = report.recipients.iter().filter(|r| r.is_permanent_failure()).collect();
+    if failures.is_empty() {
+        return Ok(Outcome::Report { ticket: row.ticket_number });
+    }
+    let mut reasons = Vec::new();
+    for f in &failures {
+        let reason = format!("{} {}", f.status, f.diagnostic.clone().unwrap_or_default()).trim().to_string();
+        outbox::set_undeliverable(conn, f.address.as_str(), now + 60 * 86_400, &reason)?;
+        reasons.push(format!("{}: {reason}", f.address));
+    }
+    outbox::mark_failed(conn, row.id, &format!("delivery report: {}", reasons.join("; ")))?;
+    if let Some(number) = row.ticket_number {
+        let text = if desk.lang() == "en" {
+            format!("Delivery failed ({}): {}", row.event, reasons.join("; "))
+        } else {
+            format!("Échec de distribution ({}) : {}", row.event, reasons.join(" ; "))
+        };
+        actions::record_event(conn, number, &desk.helpdesk, &text, now)?;
+    }
+    Ok(Outcome::Report { ticket: row.ticket_number })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staff_commands_are_read_from_the_top_only() {
+        let c = StaffCommands::parse("#status closed\n#priority blocking\n\nBonjour,\n#note not a command here");
+        assert_eq!(c.status, Some(Status::Closed));
+        assert_eq!(c.priority, Some(Priority::Blocking));
+        assert!(!c.note);
+        assert_eq!(c.rest, "Bonjour,\n#note not a command here");
+        assert!(c.unknown.is_empty());
+    }
+
+    #[test]
+    fn unknown_commands_are_collected() {
+        let c = StaffCommands::parse("#frobnicate now\n#status weird\nText");
+        assert_eq!(c.unknown, vec!["#frobnicate now", "#status weird"]);
+    }
+
+    #[test]
+    fn requester_and_note_commands() {
+        let c = StaffCommands::parse("#requester Client@Customer.example\n#note\nvu au téléphone");
+        assert_eq!(c.requester.unwrap().as_str(), "client@customer.example");
+        assert!(c.note);
+        assert_eq!(c.rest, "vu au téléphone");
+    }
+}

@@ -1,0 +1,73 @@
+//! The helpdesk's operations: what a mail or a web action does to tickets, and which
+//! notifications it queues. Every operation runs inside the caller's transaction, so a change and
+//! the mails it causes are committed together or not at all.
+
+pub mod actions;
+pub mod inbound;
+pub mod notices;
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::notify::render::Renderer;
+
+/// Everything an operation needs besides the database connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Desk {
+    pub settings: Arc<Settings>,
+    pub renderer: Arc<Renderer>,
+    pub secret: Arc<Vec<u8>>,
+    pub staff: StaffList,
+    pub token: SubjectToken,
+    pub ours: Vec<EmailAddress>,
+    pub helpdesk: EmailAddress,
+}
+
+impl Desk {
+    pub fn new(settings: Arc<Settings>, secret: Vec<u8>) -> anyhow::Result<Desk> {
+        let renderer = Renderer::new(settings.helpdesk.templates_dir.as_deref())?;
+        Ok(Desk {
+            staff: settings.staff(),
+            token: settings.token(),
+            ours: settings.our_addresses(),
+            helpdesk: settings.helpdesk_address(),
+            renderer: Arc::new(renderer),
+            secret: Arc::new(secret),
+            settings,
+        })
+    }
+
+    pub fn is_ours(&self, address: &EmailAddress) -> bool {
+        if self.ours.contains(address) {
+            return true;
+        }
+        // Plus-addresses of ours (support+42@…) are ours too.
+        address.plus_tag().is_some_and(|(base, _)| self.ours.contains(&base))
+    }
+
+    pub fn is_staff(&self, address: &EmailAddress) -> bool {
+        self.staff.contains(address)
+    }
+
+    pub fn lang(&self) -> &str {
+        &self.settings.helpdesk.language
+    }
+
+    /// Domain of our Message-IDs.
+    pub fn id_domain(&self) -> &str {
+        self.helpdesk.domain()
+    }
+
+    /// Where staff alerts go: `staff_notify`, else the staff addresses.
+    pub fn staff_recipients(&self) -> Vec<EmailAddress> {
+        let explicit: Vec<EmailAddress> =
+            self.settings.helpdesk.staff_notify.iter().filter_map(|a| EmailAddress::parse(a)).collect();
+        if explicit.is_empty() { self.staff.addresses().collect() } else { explicit }
+    }
+
+    /// The company of an address, and whether it shares tickets.
+    pub fn company_of(&self, address: &EmailAddress) -> Option<(&str, bool)> {
+        self.settings.company_of(address).map(|c| (c.name.as_str(), c.shared))
+    }
+}

@@ -1,0 +1,204 @@
+//! Queues notifications into the outbox, applying the loop breakers of SPEC §2.4 and §4:
+//! nothing automatic to system addresses, to ourselves, to undeliverable addresses or beyond the
+//! per-address rate limit; nobody notified of their own action.
+
+use serde_json::{Value, json};
+
+use super::Desk;
+use crate::domain::EmailAddress;
+use crate::notify::compose::{OutgoingMail, compose, shorten_subject};
+use crate::notify::message_id;
+use crate::store::tickets::{TicketRow, add_thread_id, thread_references};
+use crate::store::{Conn, outbox};
+
+/// How a notification counts for the loop breakers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Acknowledgement of a new ticket: `Auto-Submitted: auto-replied`, rate limited.
+    Acknowledgement,
+    /// Status mails, alerts, refusals: `auto-generated`, rate limited.
+    Automatic,
+    /// A person's words relayed (staff answer): no Auto-Submitted, not rate limited.
+    Relay,
+    /// Asked for by the person (login link): its own rate limit, applied by the caller.
+    Requested,
+}
+
+pub struct Notice<'a> {
+    pub event: &'static str,
+    pub ticket: Option<&'a TicketRow>,
+    pub recipients: Vec<EmailAddress>,
+    pub kind: Kind,
+    /// Who caused it: never notified of their own action.
+    pub actor: Option<&'a EmailAddress>,
+    /// Template variables besides the common ones (body, author, reason, files, link…).
+    pub extra: Value,
+    /// The Message-ID of the mail this answers, for threading in the recipient's client.
+    pub in_reply_to: Option<String>,
+    /// Display name shown before the helpdesk's ("Alice via Support").
+    pub from_name: Option<String>,
+    pub attachments: Vec<(String, String, Vec<u8>)>,
+    /// Automatic error mails go out with the null envelope sender.
+    pub null_sender: bool,
+}
+
+impl<'a> Notice<'a> {
+    pub fn new(event: &'static str, ticket: Option<&'a TicketRow>, kind: Kind) -> Notice<'a> {
+        Notice {
+            event,
+            ticket,
+            recipients: Vec::new(),
+            kind,
+            actor: None,
+            extra: json!({}),
+            in_reply_to: None,
+            from_name: None,
+            attachments: Vec::new(),
+            null_sender: false,
+        }
+    }
+}
+
+/// Why a recipient was skipped (logged; tests read the outcome through the outbox).
+fn skip_reason(conn: &mut Conn, desk: &Desk, to: &EmailAddress, kind: Kind, now: i64) -> anyhow::Result<Option<&'static str>> {
+    if desk.is_ours(to) {
+        return Ok(Some("our own address"));
+    }
+    if outbox::is_undeliverable(conn, to.as_str(), now)? {
+        return Ok(Some("undeliverable"));
+    }
+    if matches!(kind, Kind::Acknowledgement | Kind::Automatic) {
+        if to.is_system() {
+            return Ok(Some("system address"));
+        }
+        let limit = desk.settings.helpdesk.auto_reply_limit;
+        let since = now - i64::from(limit.hours) * 3600;
+        if outbox::automatic_since(conn, to.as_str(), since)? >= i64::from(limit.count) {
+            return Ok(Some("automatic mail rate limit"));
+        }
+    }
+    Ok(None)
+}
+
+/// Renders and queues one mail per eligible recipient; returns how many were queued.
+pub fn queue(conn: &mut Conn, desk: &Desk, notice: Notice, now: i64) -> anyhow::Result<usize> {
+    let mut recipients = notice.recipients.clone();
+    recipients.sort();
+    recipients.dedup();
+    let mut queued = 0;
+    for to in &recipients {
+        if notice.actor == Some(to) {
+            continue;
+        }
+        if let Some(reason) = skip_reason(conn, desk, to, notice.kind, now)? {
+            tracing::info!(recipient = %to, event = notice.event, reason, "notification not sent");
+            continue;
+        }
+        queue_one(conn, desk, &notice, to, now)?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, now: i64) -> anyhow::Result<()> {
+    let settings = &desk.settings;
+    let lang = desk.lang();
+    let number = notice.ticket.map(|t| t.number);
+    let mut ctx = json!({
+        "helpdesk_name": settings.helpdesk.name,
+        "public_url": settings.helpdesk.public_url,
+        "recipient": to.as_str(),
+        "body": "", "author": "", "reason": "", "files": [], "limit": human_size(settings.helpdesk.max_attachment_bytes, lang),
+        "link": "", "commands": [], "token": "", "ticket_url": "",
+        "ticket": {"number": 0, "subject": "", "status": "", "status_label": "", "priority": "", "priority_label": "",
+                   "requester": "", "product": "", "service": ""},
+    });
+    if let Some(t) = notice.ticket {
+        ctx["token"] = json!(desk.token.format(t.number));
+        ctx["ticket_url"] = json!(settings.ticket_url(t.number));
+        ctx["ticket"] = json!({
+            "number": t.number, "subject": t.subject, "status": t.status, "status_label": t.status().label(lang),
+            "priority": t.priority, "priority_label": t.priority().label(lang), "requester": t.requester,
+            "product": t.product.clone().unwrap_or_default(), "service": t.service.clone().unwrap_or_default(),
+        });
+    }
+    if let (Some(base), Some(extra)) = (ctx.as_object_mut(), notice.extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    let rendered = desk.renderer.render(lang, notice.event, &ctx)?;
+    let token = notice.ticket.map(|t| desk.token.format(t.number)).unwrap_or_default();
+    let subject = shorten_subject(&rendered.subject, &token, 150);
+    let mid = message_id::ours(number, &desk.secret, desk.id_domain());
+    let mut references = match number {
+        Some(n) => thread_references(conn, n)?,
+        None => Vec::new(),
+    };
+    if let Some(irt) = &notice.in_reply_to {
+        references.retain(|r| r != irt);
+        references.push(irt.clone());
+    }
+    let in_reply_to = notice.in_reply_to.clone().or_else(|| references.last().cloned());
+    let auto_submitted = match notice.kind {
+        Kind::Acknowledgement => Some("auto-replied"),
+        Kind::Automatic => Some("auto-generated"),
+        Kind::Relay | Kind::Requested => None,
+    };
+    let from_name = match &notice.from_name {
+        Some(person) => format!("{person} via {}", settings.helpdesk.name),
+        None => settings.helpdesk.name.clone(),
+    };
+    let mail = OutgoingMail {
+        from_name,
+        from_address: desk.helpdesk.to_string(),
+        to: vec![to.to_string()],
+        subject,
+        message_id: mid.clone(),
+        in_reply_to,
+        references,
+        auto_submitted,
+        loop_id: loop_id(desk),
+        text: rendered.text,
+        html: Some(rendered.html),
+        attachments: notice.attachments.clone(),
+    };
+    let data = compose(&mail)?;
+    let envelope_from = if notice.null_sender { String::new() } else { desk.helpdesk.to_string() };
+    outbox::insert(
+        conn,
+        &outbox::NewNotification {
+            ticket_number: number,
+            event: notice.event,
+            recipient: to.as_str(),
+            envelope_from: &envelope_from,
+            message_id: &mid,
+            automatic: matches!(notice.kind, Kind::Acknowledgement | Kind::Automatic),
+            data: &data,
+            at: now,
+        },
+    )?;
+    if let Some(n) = number {
+        add_thread_id(conn, &mid, n)?;
+    }
+    Ok(())
+}
+
+/// The value of our `X-Guichet-Loop` header: names this helpdesk, so its own mail coming back is
+/// recognised (and another Guichet's is not mistaken for ours).
+pub fn loop_id(desk: &Desk) -> String {
+    desk.helpdesk.to_string()
+}
+
+pub fn human_size(bytes: u64, lang: &str) -> String {
+    let unit = if lang == "en" { ["B", "KB", "MB"] } else { ["o", "Ko", "Mo"] };
+    if bytes >= 1024 * 1024 {
+        let mb = bytes as f64 / (1024.0 * 1024.0);
+        let s = if mb.fract() < 0.05 { format!("{mb:.0}") } else { format!("{mb:.1}") };
+        format!("{} {}", if lang == "en" { s } else { s.replace('.', ",") }, unit[2])
+    } else if bytes >= 1024 {
+        format!("{} {}", bytes / 1024, unit[1])
+    } else {
+        format!("{bytes} {}", unit[0])
+    }
+}

@@ -1,0 +1,7 @@
+//! Domain types: parsed once at the boundary, valid everywhere after. No IO here.
+
+mod address;
+mod ticket;
+
+pub use address::{EmailAddress, StaffList};
+pub use ticket::{MessageKind, Priority, Status, SubjectToken, is_forward_subject, strip_reply_prefixes};

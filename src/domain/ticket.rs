@@ -1,0 +1,151 @@
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} `{other}`", stringify!($name).to_lowercase())),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+string_enum!(
+    /// Ticket life: New → In progress → Waiting on customer → Closed (reopenable).
+    Status { New => "new", Open => "open", Waiting => "waiting", Closed => "closed" }
+);
+string_enum!(Priority { Low => "low", Normal => "normal", Blocking => "blocking" });
+string_enum!(
+    /// `note` is internal (staff only); `event` is a traced change.
+    MessageKind { Customer => "customer", Staff => "staff", Note => "note", Event => "event" }
+);
+
+impl Status {
+    /// French label as the reference portals show it.
+    pub fn label(self, lang: &str) -> &'static str {
+        match (lang, self) {
+            ("en", Status::New) => "New",
+            ("en", Status::Open) => "In progress",
+            ("en", Status::Waiting) => "Waiting on customer",
+            ("en", Status::Closed) => "Closed",
+            (_, Status::New) => "Nouveau",
+            (_, Status::Open) => "En cours",
+            (_, Status::Waiting) => "En attente client",
+            (_, Status::Closed) => "Clôturé",
+        }
+    }
+}
+
+impl Priority {
+    pub fn label(self, lang: &str) -> &'static str {
+        match (lang, self) {
+            ("en", Priority::Low) => "Low",
+            ("en", Priority::Normal) => "Normal",
+            ("en", Priority::Blocking) => "Blocking",
+            (_, Priority::Low) => "Faible",
+            (_, Priority::Normal) => "Normale",
+            (_, Priority::Blocking) => "Bloquante",
+        }
+    }
+}
+
+/// Finds `[<tag> #<n>]` tokens in subjects, for the configured tag and the legacy ones.
+#[derive(Clone, Debug)]
+pub struct SubjectToken {
+    tag: String,
+    pattern: regex::Regex,
+}
+
+impl SubjectToken {
+    pub fn new(tag: &str, legacy: &[String]) -> SubjectToken {
+        let tags: Vec<String> = std::iter::once(tag.to_string()).chain(legacy.iter().cloned()).map(|t| regex::escape(t.trim())).collect();
+        // Tolerates case, spacing and `#`-less forms: "[ticket#42]", "[ Ticket # 42 ]".
+        let pattern = regex::Regex::new(&format!(r"(?i)\[\s*(?:{})\s*#?\s*(\d{{1,12}})\s*\]", tags.join("|"))).expect("token regex");
+        SubjectToken { tag: tag.to_string(), pattern }
+    }
+
+    /// The ticket number named by the subject's first token of ours, if any.
+    pub fn find(&self, subject: &str) -> Option<i64> {
+        self.pattern.captures_iter(subject).find_map(|c| c[1].parse().ok())
+    }
+
+    pub fn format(&self, number: i64) -> String {
+        format!("[{} #{number}]", self.tag)
+    }
+
+    /// Subject with our tokens and reply/forward prefixes removed (for a ticket's title).
+    pub fn clean_subject(&self, subject: &str) -> String {
+        let without = self.pattern.replace_all(subject, "");
+        strip_reply_prefixes(without.trim()).to_string()
+    }
+}
+
+/// Removes leading `Re:`, `RE :`, `TR:`, `Fwd:`, `AW:`, `WG:`, `Réf :`… (repeated).
+pub fn strip_reply_prefixes(mut s: &str) -> &str {
+    static PREFIX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)^\s*(re|tr|fw|fwd|aw|wg|sv|vs|rif|réf|ref|antw)\s*(\[\d+\])?\s*:\s*").expect("prefix regex")
+    });
+    while let Some(m) = PREFIX.find(s) {
+        s = &s[m.end()..];
+    }
+    s.trim()
+}
+
+/// True when the subject starts with a forward prefix (`Fwd:`, `TR:`, `Fw:`, `WG:`).
+pub fn is_forward_subject(s: &str) -> bool {
+    static FWD: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)^\s*(tr|fw|fwd|wg)\s*:").expect("fwd regex"));
+    FWD.is_match(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_found_through_prefixes_case_and_spacing() {
+        let t = SubjectToken::new("Ticket", &["Support".into()]);
+        assert_eq!(t.find("Re: [Ticket #42] Imprimante"), Some(42));
+        assert_eq!(t.find("RE : TR: [ticket#7] x"), Some(7));
+        assert_eq!(t.find("AW: [OTRS-123] [ Ticket # 9 ] x"), Some(9));
+        assert_eq!(t.find("[Support #5] legacy"), Some(5));
+        assert_eq!(t.find("[Other #5] x"), None);
+        assert_eq!(t.format(3), "[Ticket #3]");
+    }
+
+    #[test]
+    fn subjects_are_cleaned_for_titles() {
+        let t = SubjectToken::new("Ticket", &[]);
+        assert_eq!(t.clean_subject("RE : Re: [Ticket #4] Imprimante bloquée"), "Imprimante bloquée");
+        assert!(is_forward_subject("TR: demande"));
+        assert!(!is_forward_subject("Travaux"));
+    }
+
+    #[test]
+    fn statuses_parse_and_print() {
+        assert_eq!("Waiting".parse::<Status>().unwrap(), Status::Waiting);
+        assert!("bogus".parse::<Status>().is_err());
+        assert_eq!(Priority::Blocking.as_str(), "blocking");
+    }
+}

@@ -1,0 +1,277 @@
+//! One IMAP mailbox's ingest loop: connect (TLS, STARTTLS or plain on loopback), take the
+//! mailbox's lease, fetch unprocessed mail oldest first in size-bounded batches, ingest each batch
+//! in one transaction, then move (or flag) what was committed; wait with IDLE or a poll interval;
+//! back off exponentially on errors. `\Seen` is never the source of truth.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_imap::Session;
+use futures::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::app::{App, Shutdown};
+use crate::config::{FirstRun, MailboxSettings, TlsMode};
+use crate::desk::actions::Mailing;
+use crate::store::{self, mailboxes};
+
+/// Bytes fetched per round trip at most (memory stays bounded whatever the mailbox holds).
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// How long a daemon's hold on a mailbox lasts without renewal (another daemon takes over after).
+const LEASE_SECONDS: i64 = 30;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Stream for T {}
+
+type ImapSession = Session<Box<dyn Stream>>;
+
+/// Runs until shutdown. Errors are logged, shown in `status`, and retried with capped backoff.
+pub async fn run_mailbox(app: App, mailbox: MailboxSettings, holder: String, mut shutdown: Shutdown) {
+    let name = mailbox.display_name();
+    let mut backoff = Duration::from_secs(1);
+    while !shutdown.is_set() {
+        match session_loop(&app, &mailbox, &name, &holder, &mut shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(mailbox = %name, error = %msg, retry_in = ?backoff, "mailbox error");
+                let n = name.clone();
+                let _ = app.store.run(move |s| s.write(|c| mailboxes::record_error(c, &n, store::now(), &msg))).await;
+                if shutdown.sleep(backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    let n = name.clone();
+    let _ = app.store.run(move |s| s.write(|c| mailboxes::release_lease(c, &n, &holder))).await;
+    tracing::info!(mailbox = %name, "mailbox loop stopped");
+}
+
+async fn take_lease(app: &App, name: &str, holder: &str) -> anyhow::Result<bool> {
+    let (n, h) = (name.to_string(), holder.to_string());
+    app.store.run(move |s| s.write(|c| mailboxes::take_lease(c, &n, &h, store::now(), LEASE_SECONDS))).await
+}
+
+/// One connected session; returns Ok only on shutdown.
+async fn session_loop(
+    app: &App,
+    mailbox: &MailboxSettings,
+    name: &str,
+    holder: &str,
+    shutdown: &mut Shutdown,
+) -> anyhow::Result<()> {
+    // Wait for the lease before connecting: another daemon reads this mailbox meanwhile.
+    while !take_lease(app, name, holder).await? {
+        if shutdown.sleep(Duration::from_secs(2)).await {
+            return Ok(());
+        }
+    }
+    let mut session = connect(mailbox).await?;
+    let caps = session.capabilities().await.context("CAPABILITY")?;
+    let can_idle = caps.has_str("IDLE");
+    let can_move = caps.has_str("MOVE");
+    if !mailbox.processed_folder.is_empty() {
+        // Created if missing; an "already exists" answer is fine.
+        let _ = session.create(&mailbox.processed_folder).await;
+    }
+    loop {
+        if shutdown.is_set() {
+            let _ = session.logout().await;
+            return Ok(());
+        }
+        if !take_lease(app, name, holder).await? {
+            let _ = session.logout().await;
+            bail!("lost the lease on this mailbox to another daemon");
+        }
+        let drained = sync_once(app, mailbox, name, &mut session, can_move, shutdown).await?;
+        if !drained {
+            continue; // more to fetch right away (a backlog larger than one batch)
+        }
+        session = wait_for_mail(session, mailbox, can_idle, shutdown).await?;
+    }
+}
+
+/// Connects and logs in according to the mailbox's TLS mode.
+pub async fn connect(m: &MailboxSettings) -> anyhow::Result<ImapSession> {
+    let tcp = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect((m.host.as_str(), m.port)))
+        .await
+        .context("IMAP connect timed out")?
+        .with_context(|| format!("cannot connect to {}:{}", m.host, m.port))?;
+    tcp.set_nodelay(true).ok();
+    let stream: Box<dyn Stream> = match m.tls {
+        TlsMode::None => Box::new(tcp),
+        TlsMode::Tls => Box::new(tls_wrap(tcp, &m.host).await?),
+        TlsMode::Starttls => {
+            let mut client = async_imap::Client::new(tcp);
+            client.read_response().await.context("IMAP greeting")?;
+            client.run_command_and_check_ok("STARTTLS", None).await.context("STARTTLS")?;
+            Box::new(tls_wrap(client.into_inner(), &m.host).await?)
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    if m.tls != TlsMode::Starttls {
+        client.read_response().await.context("IMAP greeting")?;
+    }
+    let session = client.login(&m.username, &m.password).await.map_err(|(e, _)| anyhow::anyhow!("IMAP login: {e}"))?;
+    Ok(session)
+}
+
+async fn tls_wrap(tcp: TcpStream, host: &str) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let server = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).context("TLS server name")?;
+    Ok(connector.connect(server, tcp).await.context("TLS handshake")?)
+}
+
+/// Fetches and ingests one batch; true when nothing is left to fetch.
+async fn sync_once(
+    app: &App,
+    m: &MailboxSettings,
+    name: &str,
+    session: &mut ImapSession,
+    can_move: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<bool> {
+    let selected = session.select(&m.folder).await.with_context(|| format!("SELECT {}", m.folder))?;
+    let validity = i64::from(selected.uid_validity.unwrap_or(0));
+    let n = name.to_string();
+    let state = app.store.run(move |s| s.read(|c| mailboxes::get(c, &n))).await?;
+    let first_run = state.uidvalidity.is_none();
+    if state.uidvalidity != Some(validity) {
+        let n = name.to_string();
+        app.store.run(move |s| s.write(|c| mailboxes::set_uidvalidity(c, &n, validity))).await?;
+    }
+    let last_uid = if state.uidvalidity == Some(validity) { state.last_uid } else { 0 };
+    let mailing = if first_run && m.on_first_run == FirstRun::Archive { Mailing::Silent } else { Mailing::Send };
+
+    // With a processed folder, everything still in the folder is unprocessed (a mail committed but
+    // not yet moved when a daemon died is found again, deduplicated, and moved). Without one, the
+    // UID cursor says what is new.
+    let query = if m.processed_folder.is_empty() { format!("UID {}:*", last_uid + 1) } else { "ALL".to_string() };
+    let mut uids: Vec<u32> = session.uid_search(&query).await.context("UID SEARCH")?.into_iter().collect();
+    if m.processed_folder.is_empty() {
+        uids.retain(|u| i64::from(*u) > last_uid);
+    }
+    uids.sort_unstable();
+    let n = name.to_string();
+    let on_server = i64::from(selected.exists);
+    app.store.run(move |s| s.write(|c| mailboxes::record_poll(c, &n, on_server, store::now(), None))).await?;
+    if uids.is_empty() {
+        return Ok(true);
+    }
+
+    // Sizes first, so that one batch stays within BATCH_BYTES.
+    let candidates: Vec<u32> = uids.iter().copied().take(m.batch_size as usize).collect();
+    let sizes = fetch_sizes(session, &candidates).await?;
+    let mut batch = Vec::new();
+    let mut bytes = 0u64;
+    for uid in &candidates {
+        let size = u64::from(*sizes.get(uid).unwrap_or(&0));
+        if !batch.is_empty() && bytes + size > BATCH_BYTES {
+            break;
+        }
+        batch.push(*uid);
+        bytes += size;
+    }
+    let mails = fetch_bodies(session, &batch).await?;
+    let fetched: Vec<u32> = mails.keys().copied().collect();
+    let bodies: Vec<Vec<u8>> = mails.into_values().collect();
+    let count = bodies.len();
+    let (app2, n) = (app.clone(), name.to_string());
+    let max_uid = fetched.iter().copied().max().map(i64::from).unwrap_or(last_uid);
+    let outcomes = app
+        .store
+        .run(move |_| {
+            let outcomes = app2.ingest_batch(&bodies, &n, mailing)?;
+            let quarantined =
+                outcomes.iter().filter(|o| matches!(o, crate::desk::inbound::Outcome::Quarantined(_))).count() as i64;
+            let ingested = outcomes.len() as i64 - quarantined;
+            app2.store.write(|c| mailboxes::advance(c, &n, max_uid, ingested, quarantined))?;
+            Ok(outcomes)
+        })
+        .await?;
+    tracing::debug!(mailbox = %name, count, "batch committed");
+    // Committed: now, and only now, mark them processed on the server.
+    mark_processed(session, m, &fetched, can_move).await?;
+    let _ = (outcomes, shutdown);
+    Ok(uids.len() <= batch.len() && batch.len() == fetched.len())
+}
+
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+async fn fetch_sizes(session: &mut ImapSession, uids: &[u32]) -> anyhow::Result<BTreeMap<u32, u32>> {
+    let stream = session.uid_fetch(uid_set(uids), "(UID RFC822.SIZE)").await.context("UID FETCH sizes")?;
+    let fetches: Vec<_> = stream.try_collect().await.context("UID FETCH sizes")?;
+    Ok(fetches.iter().filter_map(|f| Some((f.uid?, f.size.unwrap_or(0)))).collect())
+}
+
+async fn fetch_bodies(session: &mut ImapSession, uids: &[u32]) -> anyhow::Result<BTreeMap<u32, Vec<u8>>> {
+    let stream = session.uid_fetch(uid_set(uids), "(UID BODY.PEEK[])").await.context("UID FETCH")?;
+    let fetches: Vec<_> = stream.try_collect().await.context("UID FETCH")?;
+    Ok(fetches.iter().filter_map(|f| Some((f.uid?, f.body()?.to_vec()))).collect())
+}
+
+async fn mark_processed(session: &mut ImapSession, m: &MailboxSettings, uids: &[u32], can_move: bool) -> anyhow::Result<()> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let set = uid_set(uids);
+    if m.processed_folder.is_empty() {
+        let s = session.uid_store(&set, "+FLAGS (\\Seen)").await.context("UID STORE")?;
+        let _: Vec<_> = s.try_collect().await.context("UID STORE")?;
+    } else if can_move {
+        session.uid_mv(&set, &m.processed_folder).await.context("UID MOVE")?;
+    } else {
+        // No MOVE: copy, flag deleted, expunge just those UIDs (nothing else is ever deleted).
+        session.uid_copy(&set, &m.processed_folder).await.context("UID COPY")?;
+        let s = session.uid_store(&set, "+FLAGS (\\Deleted)").await.context("UID STORE")?;
+        let _: Vec<_> = s.try_collect().await?;
+        let s = session.uid_expunge(&set).await.context("UID EXPUNGE")?;
+        let _: Vec<_> = s.try_collect().await?;
+    }
+    Ok(())
+}
+
+/// Waits for new mail with IDLE (or sleeps a poll interval), until mail, timeout or shutdown.
+async fn wait_for_mail(
+    mut session: ImapSession,
+    m: &MailboxSettings,
+    can_idle: bool,
+    shutdown: &mut Shutdown,
+) -> anyhow::Result<ImapSession> {
+    let poll = Duration::from_secs(m.poll_seconds);
+    if !can_idle {
+        shutdown.sleep(poll).await;
+        return Ok(session);
+    }
+    // IDLE needs the folder selected; the lease is renewed at least every poll interval.
+    session.select(&m.folder).await.context("SELECT before IDLE")?;
+    let mut idle = session.idle();
+    idle.init().await.context("IDLE")?;
+    let wait = poll.min(Duration::from_secs(LEASE_SECONDS as u64 / 2));
+    {
+        let (fut, stop) = idle.wait_with_timeout(wait);
+        tokio::select! {
+            r = fut => { r.context("IDLE wait")?; }
+            _ = shutdown.wait() => { drop(stop); }
+        }
+    }
+    let session = idle.done().await.context("IDLE DONE")?;
+    Ok(session)
+}

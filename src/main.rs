@@ -1,0 +1,165 @@
+//! The `guichet` command: parse the command line, load the settings, run the application.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use guichet::app::App;
+use guichet::config::Settings;
+use guichet::desk::inbound::Outcome;
+use guichet::{cli, run};
+
+#[derive(Parser)]
+#[command(name = "guichet", version, about = "Email-driven helpdesk daemon")]
+struct Cli {
+    /// Configuration file (also GUICHET_CONFIG)
+    #[arg(short = 'c', long = "config", env = "GUICHET_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on embedded defaults: SQLite in ./guichet-demo/, sample mails, web view
+    Demo {
+        /// Ingest the samples and print the login link, then exit (no web server)
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// The daemon: mailboxes, outbox sender and web server, until SIGINT/SIGTERM
+    Run,
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// MTA pipe mode: ingest raw mails from files or stdin (exit 75 = temporary failure)
+    Ingest { files: Vec<PathBuf> },
+    /// Print a fresh login URL for an address
+    LoginLink { email: String },
+    /// List all tickets
+    Tickets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One ticket with its whole conversation, internal notes included
+    Ticket {
+        number: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mails that could not be processed
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// Mailboxes and outbox at a glance
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// List quarantined mails with their reason
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Process a quarantined mail again
+    Retry { id: i64 },
+}
+
+/// sysexits.h: the MTA keeps the mail and tries again later.
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    guichet::telemetry::init();
+    if let Command::Demo { no_serve } = cli.command {
+        return report(run::demo(!no_serve));
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("guichet: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match cli.command {
+        Command::Ingest { files } => ingest(settings, files),
+        Command::Migrate => report(guichet::store::Store::open(&settings.database.url, 2).and_then(|s| {
+            let applied = s.migrate()?;
+            println!("{} migration(s) applied", applied.len());
+            Ok(())
+        })),
+        Command::Run => report(App::open(settings).and_then(run::daemon)),
+        other => report(App::open(settings).and_then(|app| match other {
+            Command::LoginLink { email } => cli::login_link(&app, &email),
+            Command::Tickets { json } => cli::tickets(&app, json),
+            Command::Ticket { number, json } => cli::ticket(&app, number, json),
+            Command::Quarantine { action: QuarantineAction::List { json } } => cli::quarantine_list(&app, json),
+            Command::Quarantine { action: QuarantineAction::Retry { id } } => cli::quarantine_retry(&app, id),
+            Command::Status { json } => cli::status(&app, json),
+            Command::Demo { .. } | Command::Run | Command::Migrate | Command::Ingest { .. } => unreachable!(),
+        })),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guichet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Pipe mode: exit 0 only once every mail is durably stored (as a ticket change, a duplicate
+/// or in quarantine); any failure to store is temporary for the MTA (75), which retries.
+fn ingest(settings: Settings, files: Vec<PathBuf>) -> ExitCode {
+    let app = match App::open(settings) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("guichet: {e:#}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    if files.is_empty() {
+        let mut data = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut data) {
+            eprintln!("guichet: cannot read standard input: {e}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+        inputs.push(("stdin".into(), data));
+    } else {
+        for f in &files {
+            match std::fs::read(f) {
+                Ok(data) => inputs.push((f.display().to_string(), data)),
+                Err(e) => {
+                    eprintln!("guichet: cannot read {}: {e}", f.display());
+                    return ExitCode::from(EX_TEMPFAIL);
+                }
+            }
+        }
+    }
+    for (name, data) in inputs {
+        match app.ingest_one(&data, "pipe") {
+            Ok(Outcome::Ticket { number, created }) => {
+                println!("{name}: {} ticket #{number}", if created { "opened" } else { "added to" })
+            }
+            Ok(Outcome::Duplicate) => println!("{name}: already ingested"),
+            Ok(Outcome::Dropped(why)) => println!("{name}: kept, not ticketed ({why})"),
+            Ok(Outcome::Report { ticket }) => println!("{name}: delivery report (ticket {ticket:?})"),
+            Ok(Outcome::Quarantined(why)) => println!("{name}: quarantined ({why})"),
+            Err(e) => {
+                eprintln!("guichet: {name}: not stored, try again later: {e:#}");
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

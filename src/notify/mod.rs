@@ -1,0 +1,6 @@
+//! Outgoing mail: events → templates → RFC 5322 bytes → outbox → SMTP.
+
+pub mod compose;
+pub mod message_id;
+pub mod render;
+pub mod sender;

@@ -1,0 +1,226 @@
+//! HTML body → plain text that keeps the shape the quote splitter needs: one line per block
+//! (`div`, `p`, `br`, table rows…) and `blockquote` content prefixed with `> `.
+//!
+//! mail-parser's own conversion only breaks lines at `br` and `</p>`, which glues the `div`
+//! lines of Gmail and Outlook together, reply headers included.
+
+use mail_parser::decoders::html::add_html_token;
+
+/// Longest entity looked for after `&` (`&CounterClockwiseContourIntegral;` is 33).
+const MAX_ENTITY_LEN: usize = 40;
+
+pub(super) fn html_to_text(html: &str) -> String {
+    let mut out = TextBuilder::default();
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => rest = out.tag(rest),
+            '&' => {
+                // `&name;`, `&#233;`, `&#xE9;`; anything else is a literal `&`.
+                let entity_end = rest
+                    .char_indices()
+                    .skip(1)
+                    .take(MAX_ENTITY_LEN)
+                    .find(|&(_, c)| c == ';' || c == '<' || c == '&' || c.is_whitespace());
+                match entity_end {
+                    Some((end, ';')) if end > 1 => {
+                        let mut decoded = String::new();
+                        add_html_token(&mut decoded, rest[..=end].as_bytes(), false);
+                        out.text(&decoded);
+                        rest = &rest[end + 1..];
+                    }
+                    _ => {
+                        out.text("&");
+                        rest = &rest[1..];
+                    }
+                }
+            }
+            _ => {
+                let end = rest.find(['<', '&']).unwrap_or(rest.len());
+                out.text(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+    }
+    out.finish()
+}
+
+#[derive(Default)]
+struct TextBuilder {
+    lines: Vec<String>,
+    line: String,
+    /// Quote depth of the current line, fixed by its first visible character.
+    line_depth: usize,
+    blockquote_depth: usize,
+    pre_depth: usize,
+    pending_space: bool,
+}
+
+impl TextBuilder {
+    /// Handles the tag at the start of `rest` and returns what follows it (and, for `script`,
+    /// `style`, `head`…, what follows their closing tag).
+    fn tag<'a>(&mut self, rest: &'a str) -> &'a str {
+        if let Some(comment) = rest.strip_prefix("<!--") {
+            return comment.find("-->").map_or("", |end| &comment[end + 3..]);
+        }
+        // An unterminated tag swallows the rest, as browsers do.
+        let Some(end) = tag_end(rest) else { return "" };
+        let inside = &rest[1..end - 1];
+        let after = &rest[end..];
+        let closing = inside.starts_with('/');
+        let name: String = inside
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        match name.as_str() {
+            "head" | "style" | "script" | "template" | "title" if !closing => skip_past_closing(after, &name),
+            "br" => {
+                self.break_line(true);
+                after
+            }
+            "blockquote" => {
+                self.break_line(false);
+                if closing {
+                    self.blockquote_depth = self.blockquote_depth.saturating_sub(1);
+                } else {
+                    self.blockquote_depth += 1;
+                }
+                after
+            }
+            "pre" => {
+                self.break_line(false);
+                self.pre_depth = if closing { self.pre_depth.saturating_sub(1) } else { self.pre_depth + 1 };
+                after
+            }
+            "li" if !closing => {
+                self.break_line(false);
+                self.text("- ");
+                after
+            }
+            "td" | "th" if !closing => {
+                self.pending_space = true;
+                after
+            }
+            "p" | "div" | "tr" | "li" | "ul" | "ol" | "table" | "hr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
+            | "section" | "article" | "header" | "footer" | "address" | "center" | "dd" | "dt" | "dl" => {
+                self.break_line(false);
+                after
+            }
+            _ => after,
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        if self.pre_depth > 0 {
+            for (i, piece) in text.split('\n').enumerate() {
+                if i > 0 {
+                    self.break_line(true);
+                }
+                self.push_visible(piece.trim_end_matches('\r'));
+            }
+            return;
+        }
+        for (i, word) in text.split(|c: char| c.is_ascii_whitespace()).enumerate() {
+            if i > 0 {
+                self.pending_space = true;
+            }
+            if word.is_empty() {
+                continue;
+            }
+            if self.pending_space && !self.line.is_empty() {
+                self.line.push(' ');
+            }
+            self.pending_space = false;
+            self.push_visible(word);
+        }
+    }
+
+    fn push_visible(&mut self, piece: &str) {
+        if self.line.is_empty() {
+            self.line_depth = self.blockquote_depth;
+        }
+        self.line.push_str(piece);
+    }
+
+    /// Ends the current line. A block boundary (`always == false`) on an empty line adds
+    /// nothing, so nested `div`s do not pile up blank lines; `br` always ends a line.
+    fn break_line(&mut self, always: bool) {
+        self.pending_space = false;
+        let line = std::mem::take(&mut self.line);
+        let blank = line.trim().is_empty();
+        if blank && !always {
+            return;
+        }
+        let depth = if blank { self.blockquote_depth } else { self.line_depth };
+        let content = if blank { "" } else { line.trim_end() };
+        self.lines.push(format!("{}{content}", "> ".repeat(depth)).trim_end().to_string());
+    }
+
+    fn finish(mut self) -> String {
+        self.break_line(false);
+        // At most one blank line in a row.
+        let mut out: Vec<String> = Vec::with_capacity(self.lines.len());
+        for line in self.lines {
+            let blank = line.is_empty();
+            if !(blank && out.last().is_some_and(|l| l.is_empty())) {
+                out.push(line);
+            }
+        }
+        out.join("\n").trim_matches('\n').to_string()
+    }
+}
+
+/// Index just past the `>` that ends the tag at the start of `rest` (quoted attributes skipped).
+fn tag_end(rest: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    for (i, c) in rest.char_indices().skip(1) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn skip_past_closing<'a>(rest: &'a str, name: &str) -> &'a str {
+    let closing = format!("</{name}");
+    let lower = rest.to_ascii_lowercase();
+    match lower.find(&closing) {
+        Some(start) => {
+            let after = &rest[start..];
+            tag_end(after).map_or("", |end| &after[end..])
+        }
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_become_lines() {
+        let html = "<html><head><style>p{}</style></head><body><div>Bonjour,</div><div><br></div><div>Ligne&nbsp;2 &amp; fin</div><p>Para</p></body></html>";
+        assert_eq!(html_to_text(html), "Bonjour,\n\nLigne\u{a0}2 & fin\nPara");
+    }
+
+    #[test]
+    fn blockquotes_are_quoted() {
+        let html = "<div>Ok</div><div class=\"gmail_quote\">On Mon, 3 Jun 2024, X &lt;x@example.com&gt; wrote:<br><blockquote>Hello<br>there<blockquote>deep</blockquote></blockquote></div>";
+        assert_eq!(html_to_text(html), "Ok\nOn Mon, 3 Jun 2024, X <x@example.com> wrote:\n> Hello\n> there\n> > deep");
+    }
+
+    #[test]
+    fn scripts_comments_and_odd_markup_are_harmless() {
+        assert_eq!(html_to_text("a<script>alert('<b>')</script>b<!-- c -->d"), "abd");
+        assert_eq!(html_to_text("<a href=\"x>y\">link</a> & more &unknown"), "link & more &unknown");
+        assert_eq!(html_to_text("<pre>  two\n  lines</pre>"), "  two\n  lines");
+        assert_eq!(html_to_text("<div"), "");
+        assert_eq!(html_to_text("x &#233;t&#xE9;"), "x été");
+    }
+}

@@ -1,0 +1,210 @@
+//! The database: one concrete store for SQLite (default, bundled) and PostgreSQL (feature
+//! `postgres`), through diesel's `MultiConnection` so that every query is written once.
+//!
+//! Writes go through [`Store::write`], which opens an IMMEDIATE transaction on SQLite so that
+//! concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
+
+pub mod schema;
+pub mod tickets;
+pub mod outbox;
+pub mod mailboxes;
+pub mod raw;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    #[cfg(feature = "postgres")]
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type Conn = AnyConnection;
+pub type PooledConn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        // WAL lets readers work beside the writer; FULL makes every commit durable before we
+        // tell an IMAP server or an MTA that a mail is stored.
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Opens (creating the SQLite file when needed) without migrating.
+    pub fn open(url: &str, pool_size: u32) -> anyhow::Result<Store> {
+        let (conn_url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
+            // sqlite://relative/path or sqlite:///absolute/path
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+            }
+            (path.to_string(), Backend::Sqlite)
+        } else if url.starts_with("postgres") {
+            if !cfg!(feature = "postgres") {
+                anyhow::bail!("database.url is PostgreSQL but this guichet was built without the `postgres` feature");
+            }
+            (url.to_string(), Backend::Postgres)
+        } else {
+            anyhow::bail!("database.url must start with sqlite:// or postgres://");
+        };
+        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        let mut builder = Pool::builder().max_size(pool_size.max(2)).min_idle(Some(1)).connection_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            builder = builder.connection_customizer(Box::new(SqlitePragmas));
+        }
+        let pool = builder.build(manager).context("cannot connect to the database")?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Opens and applies pending migrations.
+    pub fn open_and_migrate(url: &str, pool_size: u32) -> anyhow::Result<Store> {
+        let store = Store::open(url, pool_size)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgresql(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS),
+            AnyConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        Ok(applied)
+    }
+
+    pub fn conn(&self) -> anyhow::Result<PooledConn> {
+        self.pool.get().context("no database connection available")
+    }
+
+    /// Runs `f` in one write transaction (IMMEDIATE on SQLite); commits when it returns Ok.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, f)
+    }
+
+    /// Runs `f` with a connection (reads; no transaction).
+    pub fn read<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs a blocking store closure off the async runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.context("database task panicked")?
+    }
+
+    /// A secret shared by every daemon of this database (HMAC of our Message-IDs), made once.
+    pub fn secret(&self) -> anyhow::Result<Vec<u8>> {
+        use schema::meta::dsl::*;
+        if let Some(v) = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c).optional()?))? {
+            return hex::decode(v).context("meta.secret is not hex");
+        }
+        let fresh: [u8; 32] = rand::random();
+        self.write(|c| {
+            diesel::insert_into(meta).values((key.eq("secret"), value.eq(hex::encode(fresh)))).execute(c).ok();
+            Ok(())
+        })?;
+        let stored = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c)?))?;
+        hex::decode(stored).context("meta.secret is not hex")
+    }
+}
+
+/// Begins, runs `f`, commits (or rolls back on error).
+pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let begin = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(_) => "BEGIN",
+        AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+    };
+    conn.batch_execute(begin).context("cannot begin a transaction")?;
+    match f(conn) {
+        Ok(value) => {
+            conn.batch_execute("COMMIT").context("commit failed")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` inside a savepoint: its changes are undone alone when it fails.
+pub fn savepoint<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    conn.batch_execute("SAVEPOINT one_mail")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT one_mail")?;
+            conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
+            Err(e)
+        }
+    }
+}
+
+/// The next id of a sequence (`ticket`, `message`, …), inside the caller's transaction.
+pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
+    use schema::counters::dsl::*;
+    let updated = diesel::update(counters.filter(name.eq(sequence))).set(value.eq(value + 1)).execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(counters).values((name.eq(sequence), value.eq(1i64))).execute(conn)?;
+        return Ok(1);
+    }
+    Ok(counters.filter(name.eq(sequence)).select(value).first(conn)?)
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// RFC 3339 in UTC, as the JSON shapes show times.
+pub fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

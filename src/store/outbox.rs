@@ -1,0 +1,194 @@
+//! The outbox table: notifications queued in the change's transaction, claimed by a sender with a
+//! short lease (a conditional UPDATE, so two daemons never claim the same row), then marked sent
+//! or failed. Also the per-recipient facts the loop breakers need.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::schema::{outbox, undeliverable};
+use super::{Conn, next_id};
+
+pub struct NewNotification<'a> {
+    pub ticket_number: Option<i64>,
+    pub event: &'a str,
+    pub recipient: &'a str,
+    /// '' for the null sender.
+    pub envelope_from: &'a str,
+    pub message_id: &'a str,
+    pub automatic: bool,
+    pub data: &'a [u8],
+    pub at: i64,
+}
+
+pub fn insert(conn: &mut Conn, n: &NewNotification) -> anyhow::Result<i64> {
+    let id = next_id(conn, "outbox")?;
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::id.eq(id),
+            outbox::ticket_number.eq(n.ticket_number),
+            outbox::event.eq(n.event),
+            outbox::recipient.eq(n.recipient),
+            outbox::envelope_from.eq(n.envelope_from),
+            outbox::message_id.eq(n.message_id),
+            outbox::automatic.eq(n.automatic),
+            outbox::data.eq(n.data),
+            outbox::state.eq("pending"),
+            outbox::next_attempt_at.eq(n.at),
+            outbox::created_at.eq(n.at),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub ticket_number: Option<i64>,
+    pub event: String,
+    pub recipient: String,
+    pub envelope_from: String,
+    pub message_id: String,
+    pub automatic: bool,
+    pub data: Vec<u8>,
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub locked_until: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+/// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
+/// UPDATE, so concurrent senders (threads or daemons) never claim the same row.
+pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
+    let candidates: Vec<i64> = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now))
+        .filter(outbox::locked_until.lt(now))
+        .order(outbox::id)
+        .limit(limit)
+        .select(outbox::id)
+        .load(conn)?;
+    let mut claimed = Vec::with_capacity(candidates.len());
+    for id in candidates {
+        let won = diesel::update(
+            outbox::table.find(id).filter(outbox::state.eq("pending")).filter(outbox::locked_until.lt(now)),
+        )
+        .set(outbox::locked_until.eq(now + lease))
+        .execute(conn)?;
+        if won == 1 {
+            claimed.push(id);
+        }
+    }
+    Ok(outbox::table.filter(outbox::id.eq_any(&claimed)).order(outbox::id).select(OutboxRow::as_select()).load(conn)?)
+}
+
+pub fn mark_sent(conn: &mut Conn, id: i64, now: i64) -> anyhow::Result<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::state.eq("sent"),
+            outbox::sent_at.eq(now),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_retry(conn: &mut Conn, id: i64, error: &str, next_at: i64) -> anyhow::Result<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(error),
+            outbox::next_attempt_at.eq(next_at),
+            outbox::locked_until.eq(0i64),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_failed(conn: &mut Conn, id: i64, error: &str) -> anyhow::Result<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::state.eq("failed"),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(error),
+            outbox::locked_until.eq(0i64),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn by_message_id(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option<OutboxRow>> {
+    Ok(outbox::table.filter(outbox::message_id.eq(message_id)).select(OutboxRow::as_select()).first(conn).optional()?)
+}
+
+/// Automatic mails queued for `recipient` since `since` (the loop breaker's count).
+pub fn automatic_since(conn: &mut Conn, recipient: &str, since: i64) -> anyhow::Result<i64> {
+    Ok(outbox::table
+        .filter(outbox::recipient.eq(recipient))
+        .filter(outbox::automatic.eq(true))
+        .filter(outbox::created_at.ge(since))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn events_since(conn: &mut Conn, recipient: &str, event: &str, since: i64) -> anyhow::Result<i64> {
+    Ok(outbox::table
+        .filter(outbox::recipient.eq(recipient))
+        .filter(outbox::event.eq(event))
+        .filter(outbox::created_at.ge(since))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn is_undeliverable(conn: &mut Conn, address: &str, now: i64) -> anyhow::Result<bool> {
+    let until: Option<i64> =
+        undeliverable::table.find(address).select(undeliverable::until_at).first(conn).optional()?;
+    Ok(until.is_some_and(|u| u > now))
+}
+
+pub fn set_undeliverable(conn: &mut Conn, address: &str, until: i64, reason: &str) -> anyhow::Result<()> {
+    diesel::delete(undeliverable::table.find(address)).execute(conn)?;
+    diesel::insert_into(undeliverable::table)
+        .values((undeliverable::address.eq(address), undeliverable::until_at.eq(until), undeliverable::reason.eq(reason)))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct OutboxStatus {
+    pub pending: i64,
+    pub failed: i64,
+    pub sent: i64,
+    pub retrying: i64,
+    pub oldest_pending_age_seconds: Option<i64>,
+}
+
+pub fn status(conn: &mut Conn, now: i64) -> anyhow::Result<OutboxStatus> {
+    let count = |conn: &mut Conn, state: &str| -> anyhow::Result<i64> {
+        Ok(outbox::table.filter(outbox::state.eq(state)).count().get_result(conn)?)
+    };
+    let oldest: Option<i64> =
+        outbox::table.filter(outbox::state.eq("pending")).select(diesel::dsl::min(outbox::created_at)).first(conn)?;
+    let retrying =
+        outbox::table.filter(outbox::state.eq("pending")).filter(outbox::attempts.gt(0)).count().get_result(conn)?;
+    Ok(OutboxStatus {
+        pending: count(conn, "pending")?,
+        failed: count(conn, "failed")?,
+        sent: count(conn, "sent")?,
+        retrying,
+        oldest_pending_age_seconds: oldest.map(|o| now - o),
+    })
+}
+
+/// Delivery failures on a ticket's notifications, for staff.
+pub fn failures_of_ticket(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
+    Ok(outbox::table
+        .filter(outbox::ticket_number.eq(number))
+        .filter(outbox::state.eq("failed"))
+        .select((outbox::recipient, outbox::event, outbox::last_error))
+        .load(conn)?)
+}

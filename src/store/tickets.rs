@@ -1,0 +1,441 @@
+//! Tickets, their messages, attachments, watchers and thread ids.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::schema::{attachments, blobs, messages, thread_ids, tickets, watchers};
+use super::{AnyConnection, Conn, next_id, rfc3339};
+use crate::domain::{MessageKind, Priority, Status};
+
+/// At most this many watchers per ticket (hostile mail can carry thousands of Cc).
+pub const MAX_WATCHERS: usize = 40;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = tickets)]
+pub struct TicketRow {
+    pub number: i64,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub requester: String,
+    pub company: Option<String>,
+    pub product: Option<String>,
+    pub service: Option<String>,
+    pub unverified: bool,
+    pub refers_to: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+impl TicketRow {
+    pub fn status(&self) -> Status {
+        self.status.parse().unwrap_or(Status::New)
+    }
+    pub fn priority(&self) -> Priority {
+        self.priority.parse().unwrap_or(Priority::Normal)
+    }
+}
+
+pub struct NewTicket<'a> {
+    pub subject: &'a str,
+    pub requester: &'a str,
+    pub priority: Priority,
+    pub company: Option<&'a str>,
+    pub product: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub unverified: bool,
+    pub refers_to: Option<i64>,
+    pub at: i64,
+}
+
+pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<i64> {
+    let number = next_id(conn, "ticket")?;
+    diesel::insert_into(tickets::table)
+        .values((
+            tickets::number.eq(number),
+            tickets::subject.eq(t.subject),
+            tickets::status.eq(Status::New.as_str()),
+            tickets::priority.eq(t.priority.as_str()),
+            tickets::requester.eq(t.requester),
+            tickets::company.eq(t.company),
+            tickets::product.eq(t.product),
+            tickets::service.eq(t.service),
+            tickets::unverified.eq(t.unverified),
+            tickets::refers_to.eq(t.refers_to),
+            tickets::created_at.eq(t.at),
+            tickets::updated_at.eq(t.at),
+        ))
+        .execute(conn)?;
+    Ok(number)
+}
+
+pub fn get_ticket(conn: &mut Conn, number: i64) -> anyhow::Result<Option<TicketRow>> {
+    Ok(tickets::table.find(number).select(TicketRow::as_select()).first(conn).optional()?)
+}
+
+pub fn set_status(conn: &mut Conn, number: i64, status: Status, at: i64) -> anyhow::Result<()> {
+    let closed_at = (status == Status::Closed).then_some(at);
+    diesel::update(tickets::table.find(number))
+        .set((tickets::status.eq(status.as_str()), tickets::closed_at.eq(closed_at), tickets::updated_at.eq(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_priority(conn: &mut Conn, number: i64, priority: Priority, at: i64) -> anyhow::Result<()> {
+    diesel::update(tickets::table.find(number))
+        .set((tickets::priority.eq(priority.as_str()), tickets::updated_at.eq(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn touch(conn: &mut Conn, number: i64, at: i64) -> anyhow::Result<()> {
+    diesel::update(tickets::table.find(number)).set(tickets::updated_at.eq(at)).execute(conn)?;
+    Ok(())
+}
+
+pub fn watchers_of(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<String>> {
+    Ok(watchers::table
+        .filter(watchers::ticket_number.eq(number))
+        .select(watchers::address)
+        .order(watchers::address)
+        .load(conn)?)
+}
+
+/// Adds a watcher unless present or the ticket already has [`MAX_WATCHERS`]; true when added.
+pub fn add_watcher(conn: &mut Conn, number: i64, address: &str) -> anyhow::Result<bool> {
+    let existing = watchers_of(conn, number)?;
+    if existing.iter().any(|a| a == address) || existing.len() >= MAX_WATCHERS {
+        return Ok(false);
+    }
+    diesel::insert_into(watchers::table)
+        .values((watchers::ticket_number.eq(number), watchers::address.eq(address)))
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn thread_ticket(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option<i64>> {
+    Ok(thread_ids::table.find(message_id).select(thread_ids::ticket_number).first(conn).optional()?)
+}
+
+pub fn add_thread_id(conn: &mut Conn, message_id: &str, number: i64) -> anyhow::Result<()> {
+    if thread_ticket(conn, message_id)?.is_none() {
+        diesel::insert_into(thread_ids::table)
+            .values((thread_ids::message_id.eq(message_id), thread_ids::ticket_number.eq(number)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The Message-IDs of a ticket's mails, oldest first (for `References` of our notifications).
+pub fn thread_references(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<String>> {
+    Ok(messages::table
+        .filter(messages::ticket_number.eq(number))
+        .filter(messages::mail_message_id.is_not_null())
+        .order(messages::id)
+        .select(messages::mail_message_id.assume_not_null())
+        .limit(20)
+        .load(conn)?)
+}
+
+pub struct NewMessage<'a> {
+    pub ticket_number: i64,
+    pub kind: MessageKind,
+    pub from_addr: &'a str,
+    pub from_name: Option<&'a str>,
+    pub at: i64,
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub full_text: &'a str,
+    pub html: Option<&'a str>,
+    pub mail_message_id: Option<&'a str>,
+    pub raw_mail_id: Option<i64>,
+    pub auto: bool,
+    pub refused: &'a [RefusedAttachment],
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RefusedAttachment {
+    pub name: String,
+    pub size: u64,
+    pub reason: String,
+}
+
+pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
+    let id = next_id(conn, "message")?;
+    diesel::insert_into(messages::table)
+        .values((
+            messages::id.eq(id),
+            messages::ticket_number.eq(m.ticket_number),
+            messages::kind.eq(m.kind.as_str()),
+            messages::from_addr.eq(m.from_addr),
+            messages::from_name.eq(m.from_name),
+            messages::at.eq(m.at),
+            messages::subject.eq(m.subject),
+            messages::text.eq(m.text),
+            messages::full_text.eq(m.full_text),
+            messages::html.eq(m.html),
+            messages::mail_message_id.eq(m.mail_message_id),
+            messages::raw_mail_id.eq(m.raw_mail_id),
+            messages::auto.eq(m.auto),
+            messages::refused.eq(serde_json::to_string(m.refused)?),
+        ))
+        .execute(conn)?;
+    if let Some(mid) = m.mail_message_id {
+        add_thread_id(conn, mid, m.ticket_number)?;
+    }
+    index_for_search(conn, id, &format!("{}\n{}", m.subject, m.full_text))?;
+    Ok(id)
+}
+
+/// Adds a message's words to the keyword index (FTS5 on SQLite, tsvector on PostgreSQL).
+fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> {
+    use diesel::sql_types::{BigInt, Text};
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(pg) => {
+            diesel::sql_query("INSERT INTO message_search (message_id, tsv) VALUES ($1, to_tsvector('simple', unaccent_simple($2)))")
+                .bind::<BigInt, _>(id)
+                .bind::<Text, _>(text)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query("INSERT INTO message_search (rowid, text) VALUES (?, ?)")
+                .bind::<BigInt, _>(id)
+                .bind::<Text, _>(text)
+                .execute(sqlite)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the bytes once (content-addressed) and links them to the message.
+pub fn insert_attachment(
+    conn: &mut Conn,
+    message_id: i64,
+    name: &str,
+    content_type: &str,
+    data: &[u8],
+    content_id: Option<&str>,
+    inline: bool,
+) -> anyhow::Result<i64> {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(data));
+    let known: Option<String> = blobs::table.find(&sha).select(blobs::sha256).first(conn).optional()?;
+    if known.is_none() {
+        diesel::insert_into(blobs::table)
+            .values((blobs::sha256.eq(&sha), blobs::size.eq(data.len() as i64), blobs::data.eq(data)))
+            .execute(conn)?;
+    }
+    let id = next_id(conn, "attachment")?;
+    diesel::insert_into(attachments::table)
+        .values((
+            attachments::id.eq(id),
+            attachments::message_id.eq(message_id),
+            attachments::blob_sha256.eq(&sha),
+            attachments::name.eq(name),
+            attachments::content_type.eq(content_type),
+            attachments::size.eq(data.len() as i64),
+            attachments::content_id.eq(content_id),
+            attachments::inline.eq(inline),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: i64,
+    pub ticket_number: i64,
+    pub kind: String,
+    pub from_addr: String,
+    pub from_name: Option<String>,
+    pub at: i64,
+    pub subject: String,
+    pub text: String,
+    pub full_text: String,
+    pub html: Option<String>,
+    pub mail_message_id: Option<String>,
+    pub raw_mail_id: Option<i64>,
+    pub auto: bool,
+    pub refused: String,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = attachments)]
+pub struct AttachmentRow {
+    pub id: i64,
+    pub message_id: i64,
+    pub blob_sha256: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub content_id: Option<String>,
+    pub inline: bool,
+}
+
+pub fn messages_of(conn: &mut Conn, number: i64, include_notes: bool) -> anyhow::Result<Vec<MessageRow>> {
+    let mut q = messages::table.filter(messages::ticket_number.eq(number)).order(messages::id).into_boxed();
+    if !include_notes {
+        q = q.filter(messages::kind.ne(MessageKind::Note.as_str()));
+    }
+    Ok(q.select(MessageRow::as_select()).load(conn)?)
+}
+
+pub fn attachments_of(conn: &mut Conn, message_ids: &[i64]) -> anyhow::Result<Vec<AttachmentRow>> {
+    Ok(attachments::table
+        .filter(attachments::message_id.eq_any(message_ids))
+        .order(attachments::id)
+        .select(AttachmentRow::as_select())
+        .load(conn)?)
+}
+
+pub fn attachment(conn: &mut Conn, id: i64) -> anyhow::Result<Option<(AttachmentRow, i64, Vec<u8>)>> {
+    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).first(conn).optional()? else {
+        return Ok(None);
+    };
+    let (ticket, kind): (i64, String) =
+        messages::table.find(row.message_id).select((messages::ticket_number, messages::kind)).first(conn)?;
+    if kind == MessageKind::Note.as_str() {
+        // Notes' files are staff's: the caller checks staff rights through the ticket anyway, but
+        // never hand them out as a customer's download.
+        return Ok(None);
+    }
+    let data: Vec<u8> = blobs::table.find(&row.blob_sha256).select(blobs::data).first(conn)?;
+    Ok(Some((row, ticket, data)))
+}
+
+/// Blob bytes by attachment id without the note check (staff tools).
+pub fn attachment_any(conn: &mut Conn, id: i64) -> anyhow::Result<Option<(AttachmentRow, i64, Vec<u8>)>> {
+    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).first(conn).optional()? else {
+        return Ok(None);
+    };
+    let ticket: i64 = messages::table.find(row.message_id).select(messages::ticket_number).first(conn)?;
+    let data: Vec<u8> = blobs::table.find(&row.blob_sha256).select(blobs::data).first(conn)?;
+    Ok(Some((row, ticket, data)))
+}
+
+// ---- JSON shapes of SPEC §1 -------------------------------------------------------------------
+
+#[derive(Serialize, Clone, Debug)]
+pub struct TicketJson {
+    pub number: i64,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub requester: String,
+    pub watchers: Vec<String>,
+    pub company: Option<String>,
+    pub product: Option<String>,
+    pub service: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub closed_at: Option<String>,
+    pub unverified: bool,
+    pub refers_to: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageJson>>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct MessageJson {
+    pub id: i64,
+    pub kind: String,
+    pub from: String,
+    pub from_name: Option<String>,
+    pub at: String,
+    pub subject: String,
+    pub text: String,
+    pub full_text: String,
+    pub html: Option<String>,
+    pub auto: bool,
+    pub attachments: Vec<AttachmentJson>,
+    pub refused_attachments: Vec<RefusedAttachment>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct AttachmentJson {
+    pub id: i64,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub content_id: Option<String>,
+    pub inline: bool,
+}
+
+pub fn ticket_json(row: &TicketRow, watchers: Vec<String>) -> TicketJson {
+    TicketJson {
+        number: row.number,
+        subject: row.subject.clone(),
+        status: row.status.clone(),
+        priority: row.priority.clone(),
+        requester: row.requester.clone(),
+        watchers,
+        company: row.company.clone(),
+        product: row.product.clone(),
+        service: row.service.clone(),
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+        closed_at: row.closed_at.map(rfc3339),
+        unverified: row.unverified,
+        refers_to: row.refers_to,
+        unread: None,
+        messages: None,
+    }
+}
+
+/// One ticket with its conversation; `include_notes` for staff and administrators only.
+pub fn ticket_with_messages(conn: &mut Conn, number: i64, include_notes: bool) -> anyhow::Result<Option<TicketJson>> {
+    let Some(row) = get_ticket(conn, number)? else { return Ok(None) };
+    let mut json = ticket_json(&row, watchers_of(conn, number)?);
+    let msgs = messages_of(conn, number, include_notes)?;
+    let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
+    let files = attachments_of(conn, &ids)?;
+    json.messages = Some(
+        msgs.into_iter()
+            .map(|m| MessageJson {
+                attachments: files
+                    .iter()
+                    .filter(|a| a.message_id == m.id)
+                    .map(|a| AttachmentJson {
+                        id: a.id,
+                        name: a.name.clone(),
+                        content_type: a.content_type.clone(),
+                        size: a.size,
+                        content_id: a.content_id.clone(),
+                        inline: a.inline,
+                    })
+                    .collect(),
+                refused_attachments: serde_json::from_str(&m.refused).unwrap_or_default(),
+                id: m.id,
+                kind: m.kind,
+                from: m.from_addr,
+                from_name: m.from_name,
+                at: rfc3339(m.at),
+                subject: m.subject,
+                text: m.text,
+                full_text: m.full_text,
+                html: m.html,
+                auto: m.auto,
+            })
+            .collect(),
+    );
+    Ok(Some(json))
+}
+
+/// Every ticket, newest first (administrator's list).
+pub fn all_tickets(conn: &mut Conn) -> anyhow::Result<Vec<TicketJson>> {
+    let rows: Vec<TicketRow> = tickets::table.order(tickets::number.desc()).select(TicketRow::as_select()).load(conn)?;
+    let all_watchers: Vec<(i64, String)> =
+        watchers::table.select((watchers::ticket_number, watchers::address)).order(watchers::address).load(conn)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let w = all_watchers.iter().filter(|(n, _)| *n == r.number).map(|(_, a)| a.clone()).collect();
+            ticket_json(r, w)
+        })
+        .collect())
+}
