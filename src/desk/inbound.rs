@@ -47,7 +47,7 @@ pub fn ingest(conn: &mut Conn, desk: &Desk, data: &[u8], source: &str, mailing: 
     };
     let result = savepoint(conn, |conn| {
         let raw_id = raw::insert(conn, &key, source, data, RawState::Processed, None, now)?;
-        let outcome = process(conn, desk, &mail, raw_id, mailing, now)?;
+        let outcome = process(conn, desk, &mail, raw_id, source, mailing, now)?;
         let (state, reason, ticket) = match &outcome {
             Outcome::Ticket { number, .. } => (RawState::Processed, None, Some(*number)),
             Outcome::Report { ticket } => (RawState::Processed, Some("delivery report"), *ticket),
@@ -82,8 +82,7 @@ pub fn retry(conn: &mut Conn, desk: &Desk, id: i64, now: i64) -> anyhow::Result<
         Ok(m) => m,
         Err(e) => return Ok(Outcome::Quarantined(e.to_string())),
     };
-    let _ = source;
-    let outcome = savepoint(conn, |conn| process(conn, desk, &mail, id, Mailing::Send, now));
+    let outcome = savepoint(conn, |conn| process(conn, desk, &mail, id, &source, Mailing::Send, now));
     match outcome {
         Ok(outcome) => {
             let (state, ticket) = match &outcome {
@@ -103,7 +102,15 @@ pub fn retry(conn: &mut Conn, desk: &Desk, id: i64, now: i64) -> anyhow::Result<
 }
 
 /// The decision tree of SPEC §2.4–§2.9 and §3 for one parsed mail.
-fn process(conn: &mut Conn, desk: &Desk, mail: &InboundMail, raw_id: i64, mailing: Mailing, now: i64) -> anyhow::Result<Outcome> {
+fn process(
+    conn: &mut Conn,
+    desk: &Desk,
+    mail: &InboundMail,
+    raw_id: i64,
+    source: &str,
+    mailing: Mailing,
+    now: i64,
+) -> anyhow::Result<Outcome> {
     let Some(from) = mail.from.clone() else { anyhow::bail!("mail has no usable From address") };
     let sender = from.address.clone();
 
@@ -164,7 +171,9 @@ fn process(conn: &mut Conn, desk: &Desk, mail: &InboundMail, raw_id: i64, mailin
         }
         Decision::New { refers_to, reason } => {
             let unverified = reason == threading::NewReason::Unverified;
-            let service = None::<&str>;
+            // The service of the mailbox the mail came through.
+            let service =
+                desk.settings.mailboxes.iter().find(|m| m.display_name() == source).and_then(|m| m.service.as_deref());
             if is_staff {
                 return staff_new_ticket(conn, desk, mail, &actor, &mut incoming, mailing, now);
             }

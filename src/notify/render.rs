@@ -428,6 +428,12 @@ mod tests {
     }
 
     #[test]
+    fn the_renderer_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Renderer>();
+    }
+
+    #[test]
     fn an_unknown_event_is_an_error() {
         assert!(renderer().render("fr", "ticket_exploded", &sample_context("fr")).is_err());
     }
