@@ -31,7 +31,8 @@ impl App {
     /// Ingests one raw mail in its own transaction (pipe mode, `quarantine retry`, tests).
     pub fn ingest_one(&self, data: &[u8], source: &str) -> anyhow::Result<Outcome> {
         let desk = &self.desk;
-        let outcome = self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
+        let outcome =
+            self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
         record_outcome_metrics(source, &outcome);
         Ok(outcome)
     }
@@ -41,7 +42,10 @@ impl App {
         let desk = &self.desk;
         let outcomes = self.store.write(|conn| {
             let now = store::now();
-            mails.iter().map(|m| inbound::ingest(conn, desk, m, source, mailing, now)).collect::<anyhow::Result<Vec<_>>>()
+            mails
+                .iter()
+                .map(|m| inbound::ingest(conn, desk, m, source, mailing, now))
+                .collect::<anyhow::Result<Vec<_>>>()
         })?;
         for o in &outcomes {
             record_outcome_metrics(source, o);
@@ -99,7 +103,8 @@ pub async fn termination_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

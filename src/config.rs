@@ -344,7 +344,9 @@ impl Settings {
 
     /// The company an address belongs to, by its domain.
     pub fn company_of(&self, address: &EmailAddress) -> Option<&Company> {
-        self.companies.iter().find(|c| c.domains.iter().any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(address.domain())))
+        self.companies
+            .iter()
+            .find(|c| c.domains.iter().any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(address.domain())))
     }
 
     pub fn ticket_url(&self, number: i64) -> String {
@@ -358,10 +360,15 @@ fn is_loopback(host: &str) -> bool {
 
 /// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
 fn env_value(path: &str, value: &str) -> config::Value {
-    const LISTS: &[&str] = &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
+    const LISTS: &[&str] =
+        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
     if LISTS.contains(&path) {
-        let items: Vec<config::Value> =
-            value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| config::Value::from(s.to_string())).collect();
+        let items: Vec<config::Value> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| config::Value::from(s.to_string()))
+            .collect();
         return config::Value::from(items);
     }
     if let Ok(n) = value.parse::<i64>() {
@@ -398,8 +405,11 @@ mod tests {
 
     #[test]
     fn env_lists_and_numbers_are_parsed() {
-        let s = load("", &[("GUICHET__HELPDESK__STAFF", "a@x.com, @y.com"), ("GUICHET__HELPDESK__REOPEN_WINDOW_DAYS", "7")])
-            .unwrap();
+        let s = load(
+            "",
+            &[("GUICHET__HELPDESK__STAFF", "a@x.com, @y.com"), ("GUICHET__HELPDESK__REOPEN_WINDOW_DAYS", "7")],
+        )
+        .unwrap();
         assert_eq!(s.helpdesk.staff, vec!["a@x.com", "@y.com"]);
         assert_eq!(s.helpdesk.reopen_window_days, 7);
     }
@@ -412,9 +422,10 @@ mod tests {
         assert!(err.contains("max_attachment_bytes"), "{err}");
         let err = load("[helpdesk]\nlanguage = \"de\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("helpdesk.language"), "{err}");
-        let err = load("[[mailbox]]\nhost = \"imap.example.com\"\nusername = \"u\"\npassword = \"p\"\ntls = \"none\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err =
+            load("[[mailbox]]\nhost = \"imap.example.com\"\nusername = \"u\"\npassword = \"p\"\ntls = \"none\"\n", &[])
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("mailbox[0].tls"), "{err}");
     }
 }

@@ -101,11 +101,15 @@ pub fn demo(serve: bool) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     let token = app.store.write(|c| crate::auth::create_login_token(c, DEMO_CUSTOMER, None, store::now()))?;
-    let staff_token = app.store.write(|c| crate::auth::create_login_token(c, "alice@example.com", None, store::now()))?;
+    let staff_token =
+        app.store.write(|c| crate::auth::create_login_token(c, "alice@example.com", None, store::now()))?;
     println!();
     println!("Guichet demo: database guichet-demo/guichet.db, outgoing mail in guichet-demo/outbox/");
     println!("Customer login ({DEMO_CUSTOMER}): {}", crate::auth::login_url(&app.settings.helpdesk.public_url, &token));
-    println!("Staff login (alice@example.com): {}", crate::auth::login_url(&app.settings.helpdesk.public_url, &staff_token));
+    println!(
+        "Staff login (alice@example.com): {}",
+        crate::auth::login_url(&app.settings.helpdesk.public_url, &staff_token)
+    );
     if !serve {
         return Ok(());
     }

@@ -153,13 +153,19 @@ mod tests {
     fn unverified_senders_never_reach_an_existing_ticket() {
         let a = addr("client@customer.example");
         let sender = Sender { address: &a, is_staff: false, verified: false, shared_company: None };
-        assert!(matches!(decide(&[ticket(1, Status::Open, None)], &sender, 0, 30), Decision::New { reason: NewReason::Unverified, .. }));
+        assert!(matches!(
+            decide(&[ticket(1, Status::Open, None)], &sender, 0, 30),
+            Decision::New { reason: NewReason::Unverified, .. }
+        ));
     }
 
     #[test]
     fn staff_may_write_anywhere() {
         let a = addr("alice@example.com");
         let sender = Sender { address: &a, is_staff: true, verified: true, shared_company: None };
-        assert_eq!(decide(&[ticket(3, Status::Closed, Some(0))], &sender, 999 * 86_400, 30), Decision::Existing { number: 3, reopen: false });
+        assert_eq!(
+            decide(&[ticket(3, Status::Closed, Some(0))], &sender, 999 * 86_400, 30),
+            Decision::Existing { number: 3, reopen: false }
+        );
     }
 }

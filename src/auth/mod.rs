@@ -111,7 +111,9 @@ pub fn rate_allow(conn: &mut Conn, key: &str, limit: i64, window: i64, now: i64)
     if recent >= limit {
         return Ok(false);
     }
-    diesel::insert_into(rate_events::table).values((rate_events::key.eq(key), rate_events::at.eq(now))).execute(conn)?;
+    diesel::insert_into(rate_events::table)
+        .values((rate_events::key.eq(key), rate_events::at.eq(now)))
+        .execute(conn)?;
     Ok(true)
 }
 

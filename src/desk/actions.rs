@@ -88,7 +88,15 @@ pub fn store_message(
     )?;
     let mut files = Vec::new();
     for a in msg.attachments.iter().filter(|a| a.data.len() as u64 <= limit) {
-        tickets::insert_attachment(conn, message_id, &a.name, &a.content_type, &a.data, a.content_id.as_deref(), a.inline)?;
+        tickets::insert_attachment(
+            conn,
+            message_id,
+            &a.name,
+            &a.content_type,
+            &a.data,
+            a.content_id.as_deref(),
+            a.inline,
+        )?;
         if !a.inline {
             files.push((a.name.clone(), a.content_type.clone(), a.data.clone()));
         }
@@ -165,7 +173,8 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     }
     let stored = store_message(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
     if let Some(old) = o.refers_to {
-        let text = if lang == "en" { format!("Follows up ticket #{old}") } else { format!("Suite du ticket n° {old}") };
+        let text =
+            if lang == "en" { format!("Follows up ticket #{old}") } else { format!("Suite du ticket n° {old}") };
         record_event(conn, number, &o.actor.address, &text, at)?;
     }
     if o.unverified {
@@ -230,6 +239,7 @@ fn display(actor: &Actor) -> String {
 }
 
 /// A customer (requester, watcher, company member) writes on a ticket.
+#[allow(clippy::too_many_arguments)]
 pub fn customer_reply(
     conn: &mut Conn,
     desk: &Desk,
@@ -244,7 +254,8 @@ pub fn customer_reply(
     let stored = store_message(conn, desk, number, MessageKind::Customer, &actor.address, msg, at)?;
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
-            let text = if desk.lang() == "en" { format!("Watcher added: {w}") } else { format!("Observateur ajouté : {w}") };
+            let text =
+                if desk.lang() == "en" { format!("Watcher added: {w}") } else { format!("Observateur ajouté : {w}") };
             record_event(conn, number, &actor.address, &text, at)?;
         }
     }
@@ -417,7 +428,14 @@ pub fn change_status(
 }
 
 /// Reopens a closed ticket with a reason (web button).
-pub fn reopen(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, actor: &EmailAddress, reason: &str, at: i64) -> anyhow::Result<()> {
+pub fn reopen(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    actor: &EmailAddress,
+    reason: &str,
+    at: i64,
+) -> anyhow::Result<()> {
     let lang = desk.lang();
     tickets::set_status(conn, ticket.number, Status::Open, at)?;
     let text = if lang == "en" { format!("Reopened: {reason}") } else { format!("Rouvert : {reason}") };

@@ -30,7 +30,14 @@ pub enum Outcome {
 
 /// Ingests one mail: exactly once, never lost. Runs `process` in a savepoint; anything it cannot do
 /// sends the mail to quarantine with the reason, so it never blocks the mails after it.
-pub fn ingest(conn: &mut Conn, desk: &Desk, data: &[u8], source: &str, mailing: Mailing, now: i64) -> anyhow::Result<Outcome> {
+pub fn ingest(
+    conn: &mut Conn,
+    desk: &Desk,
+    data: &[u8],
+    source: &str,
+    mailing: Mailing,
+    now: i64,
+) -> anyhow::Result<Outcome> {
     let max = desk.settings.helpdesk.max_message_bytes;
     let parsed = if data.len() as u64 > max {
         Err(format!("mail too large: {} bytes (max_message_bytes = {max})", data.len()))
@@ -66,7 +73,14 @@ pub fn ingest(conn: &mut Conn, desk: &Desk, data: &[u8], source: &str, mailing: 
     }
 }
 
-fn quarantine(conn: &mut Conn, key: &str, source: &str, data: &[u8], reason: &str, now: i64) -> anyhow::Result<Outcome> {
+fn quarantine(
+    conn: &mut Conn,
+    key: &str,
+    source: &str,
+    data: &[u8],
+    reason: &str,
+    now: i64,
+) -> anyhow::Result<Outcome> {
     raw::insert(conn, key, source, data, RawState::Quarantined, Some(reason), now)?;
     Ok(Outcome::Quarantined(reason.to_string()))
 }
@@ -150,7 +164,8 @@ fn process(
         auto,
         attachments: mail.attachments.clone(),
     };
-    let cc: Vec<EmailAddress> = mail.to.iter().chain(&mail.cc).map(|m| m.address.clone()).filter(|a| *a != sender).collect();
+    let cc: Vec<EmailAddress> =
+        mail.to.iter().chain(&mail.cc).map(|m| m.address.clone()).filter(|a| *a != sender).collect();
 
     match decision {
         Decision::Existing { number, reopen: _ } => {
@@ -162,7 +177,16 @@ fn process(
                 }
                 incoming.text = commands.rest.clone();
                 actions::staff_reply(
-                    conn, desk, &ticket, &actor, &incoming, commands.note, commands.status, commands.priority, mailing, now,
+                    conn,
+                    desk,
+                    &ticket,
+                    &actor,
+                    &incoming,
+                    commands.note,
+                    commands.status,
+                    commands.priority,
+                    mailing,
+                    now,
                 )?;
             } else {
                 actions::customer_reply(conn, desk, &ticket, &actor, &incoming, &cc, mailing, now)?;
@@ -229,12 +253,11 @@ fn candidates(conn: &mut Conn, desk: &Desk, mail: &InboundMail) -> anyhow::Resul
     }
     if desk.settings.helpdesk.plus_addressing {
         for a in mail.to.iter().chain(&mail.cc).map(|m| &m.address).chain(&mail.delivered_to) {
-            if let Some((base, tag)) = a.plus_tag() {
-                if desk.ours.contains(&base) {
-                    if let Ok(n) = tag.parse::<i64>() {
-                        found.push((Clue::PlusAddress, n));
-                    }
-                }
+            if let Some((base, tag)) = a.plus_tag()
+                && desk.ours.contains(&base)
+                && let Ok(n) = tag.parse::<i64>()
+            {
+                found.push((Clue::PlusAddress, n));
             }
         }
     }
@@ -251,11 +274,8 @@ fn candidates(conn: &mut Conn, desk: &Desk, mail: &InboundMail) -> anyhow::Resul
 
 fn candidate(conn: &mut Conn, desk: &Desk, clue: Clue, t: &TicketRow) -> anyhow::Result<Candidate> {
     let requester = EmailAddress::parse(&t.requester).unwrap_or_else(|| desk.helpdesk.clone());
-    let shared_company = t
-        .company
-        .as_ref()
-        .filter(|c| desk.settings.companies.iter().any(|co| &co.name == *c && co.shared))
-        .cloned();
+    let shared_company =
+        t.company.as_ref().filter(|c| desk.settings.companies.iter().any(|co| &co.name == *c && co.shared)).cloned();
     Ok(Candidate {
         clue,
         number: t.number,
@@ -414,7 +434,9 @@ impl StaffCommands {
             let arg = words.next();
             let ok = match name.as_str() {
                 "status" | "statut" => arg.and_then(|a| a.parse().ok()).map(|s| c.status = Some(s)).is_some(),
-                "priority" | "priorite" | "priorité" => arg.and_then(|a| a.parse().ok()).map(|p| c.priority = Some(p)).is_some(),
+                "priority" | "priorite" | "priorité" => {
+                    arg.and_then(|a| a.parse().ok()).map(|p| c.priority = Some(p)).is_some()
+                }
                 "note" => {
                     c.note = true;
                     true

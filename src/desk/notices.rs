@@ -8,6 +8,7 @@ use super::Desk;
 use crate::domain::EmailAddress;
 use crate::notify::compose::{OutgoingMail, compose, shorten_subject};
 use crate::notify::message_id;
+pub use crate::notify::render::human_size;
 use crate::store::tickets::{TicketRow, add_thread_id, thread_references};
 use crate::store::{Conn, outbox};
 
@@ -60,7 +61,13 @@ impl<'a> Notice<'a> {
 }
 
 /// Why a recipient was skipped (logged; tests read the outcome through the outbox).
-fn skip_reason(conn: &mut Conn, desk: &Desk, to: &EmailAddress, kind: Kind, now: i64) -> anyhow::Result<Option<&'static str>> {
+fn skip_reason(
+    conn: &mut Conn,
+    desk: &Desk,
+    to: &EmailAddress,
+    kind: Kind,
+    now: i64,
+) -> anyhow::Result<Option<&'static str>> {
     if desk.is_ours(to) {
         return Ok(Some("our own address"));
     }
@@ -188,17 +195,4 @@ fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, n
 /// recognised (and another Guichet's is not mistaken for ours).
 pub fn loop_id(desk: &Desk) -> String {
     desk.helpdesk.to_string()
-}
-
-pub fn human_size(bytes: u64, lang: &str) -> String {
-    let unit = if lang == "en" { ["B", "KB", "MB"] } else { ["o", "Ko", "Mo"] };
-    if bytes >= 1024 * 1024 {
-        let mb = bytes as f64 / (1024.0 * 1024.0);
-        let s = if mb.fract() < 0.05 { format!("{mb:.0}") } else { format!("{mb:.1}") };
-        format!("{} {}", if lang == "en" { s } else { s.replace('.', ",") }, unit[2])
-    } else if bytes >= 1024 {
-        format!("{} {}", bytes / 1024, unit[1])
-    } else {
-        format!("{bytes} {}", unit[0])
-    }
 }

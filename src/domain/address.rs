@@ -14,7 +14,11 @@ impl EmailAddress {
             return None;
         }
         let (local, domain) = s.rsplit_once('@')?;
-        if local.is_empty() || domain.is_empty() || domain.contains('@') || !domain.contains('.') && domain != "localhost" {
+        if local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || !domain.contains('.') && domain != "localhost"
+        {
             return None;
         }
         if local.contains('@') || domain.starts_with('.') || domain.ends_with('.') {
@@ -41,8 +45,17 @@ impl EmailAddress {
         let base = local.split('+').next().unwrap_or(local);
         matches!(
             base,
-            "mailer-daemon" | "postmaster" | "abuse" | "noreply" | "no-reply" | "donotreply" | "do-not-reply" | "bounce" | "bounces"
-        ) || base.starts_with("noreply") || base.starts_with("no-reply")
+            "mailer-daemon"
+                | "postmaster"
+                | "abuse"
+                | "noreply"
+                | "no-reply"
+                | "donotreply"
+                | "do-not-reply"
+                | "bounce"
+                | "bounces"
+        ) || base.starts_with("noreply")
+            || base.starts_with("no-reply")
     }
 
     /// `local+tag@domain` → (`local@domain`, `tag`)

@@ -79,9 +79,11 @@ pub struct SubjectToken {
 
 impl SubjectToken {
     pub fn new(tag: &str, legacy: &[String]) -> SubjectToken {
-        let tags: Vec<String> = std::iter::once(tag.to_string()).chain(legacy.iter().cloned()).map(|t| regex::escape(t.trim())).collect();
+        let tags: Vec<String> =
+            std::iter::once(tag.to_string()).chain(legacy.iter().cloned()).map(|t| regex::escape(t.trim())).collect();
         // Tolerates case, spacing and `#`-less forms: "[ticket#42]", "[ Ticket # 42 ]".
-        let pattern = regex::Regex::new(&format!(r"(?i)\[\s*(?:{})\s*#?\s*(\d{{1,12}})\s*\]", tags.join("|"))).expect("token regex");
+        let pattern = regex::Regex::new(&format!(r"(?i)\[\s*(?:{})\s*#?\s*(\d{{1,12}})\s*\]", tags.join("|")))
+            .expect("token regex");
         SubjectToken { tag: tag.to_string(), pattern }
     }
 
@@ -104,7 +106,8 @@ impl SubjectToken {
 /// Removes leading `Re:`, `RE :`, `TR:`, `Fwd:`, `AW:`, `WG:`, `Réf :`… (repeated).
 pub fn strip_reply_prefixes(mut s: &str) -> &str {
     static PREFIX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)^\s*(re|tr|fw|fwd|aw|wg|sv|vs|rif|réf|ref|antw)\s*(\[\d+\])?\s*:\s*").expect("prefix regex")
+        regex::Regex::new(r"(?i)^\s*(re|tr|fw|fwd|aw|wg|sv|vs|rif|réf|ref|antw)\s*(\[\d+\])?\s*:\s*")
+            .expect("prefix regex")
     });
     while let Some(m) = PREFIX.find(s) {
         s = &s[m.end()..];

@@ -134,7 +134,7 @@ async fn tls_wrap(tcp: TcpStream, host: &str) -> anyhow::Result<tokio_rustls::cl
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let server = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).context("TLS server name")?;
-    Ok(connector.connect(server, tcp).await.context("TLS handshake")?)
+    connector.connect(server, tcp).await.context("TLS handshake")
 }
 
 /// Fetches and ingests one batch; true when nothing is left to fetch.
@@ -227,7 +227,12 @@ async fn fetch_bodies(session: &mut ImapSession, uids: &[u32]) -> anyhow::Result
     Ok(fetches.iter().filter_map(|f| Some((f.uid?, f.body()?.to_vec()))).collect())
 }
 
-async fn mark_processed(session: &mut ImapSession, m: &MailboxSettings, uids: &[u32], can_move: bool) -> anyhow::Result<()> {
+async fn mark_processed(
+    session: &mut ImapSession,
+    m: &MailboxSettings,
+    uids: &[u32],
+    can_move: bool,
+) -> anyhow::Result<()> {
     if uids.is_empty() {
         return Ok(());
     }

@@ -172,15 +172,15 @@ pub async fn send_due(app: &App, transport: &std::sync::Arc<Transport>) -> anyho
                             metrics::counter!("guichet_notifications_failed_total").increment(1);
                             tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification refused");
                             outbox::mark_failed(c, row.id, err)?;
-                            if let Some(n) = row.ticket_number.filter(|n| *n > 0) {
-                                if tickets::get_ticket(c, n)?.is_some() {
-                                    let text = if app2.desk.lang() == "en" {
-                                        format!("Notification to {} refused: {err}", row.recipient)
-                                    } else {
-                                        format!("Notification à {} refusée : {err}", row.recipient)
-                                    };
-                                    record_event(c, n, &app2.desk.helpdesk, &text, now)?;
-                                }
+                            if let Some(n) = row.ticket_number.filter(|n| *n > 0)
+                                && tickets::get_ticket(c, n)?.is_some()
+                            {
+                                let text = if app2.desk.lang() == "en" {
+                                    format!("Notification to {} refused: {err}", row.recipient)
+                                } else {
+                                    format!("Notification à {} refusée : {err}", row.recipient)
+                                };
+                                record_event(c, n, &app2.desk.helpdesk, &text, now)?;
                             }
                         }
                     }

@@ -22,7 +22,8 @@ pub(super) fn collect(message: &Message<'_>) -> Vec<Attachment> {
 }
 
 fn is_body(message: &Message<'_>, id: u32) -> bool {
-    let is_text = matches!(message.parts.get(id as usize).map(|p| &p.body), Some(PartType::Text(_) | PartType::Html(_)));
+    let is_text =
+        matches!(message.parts.get(id as usize).map(|p| &p.body), Some(PartType::Text(_) | PartType::Html(_)));
     is_text && (message.text_body.contains(&id) || message.html_body.contains(&id))
 }
 

@@ -21,13 +21,17 @@ pub(super) fn repair(part: &MessagePart<'_>, decoded: &str, raw: &[u8]) -> Strin
     };
     match std::str::from_utf8(&bytes) {
         Ok(utf8) if claims_latin => utf8.to_string(),
-        Err(_) if claims_utf8 => charset_decoder(b"windows-1252").map_or_else(|| decoded.to_string(), |cp1252| cp1252(&bytes)),
+        Err(_) if claims_utf8 => {
+            charset_decoder(b"windows-1252").map_or_else(|| decoded.to_string(), |cp1252| cp1252(&bytes))
+        }
         _ => decoded.to_string(),
     }
 }
 
 fn is_single_byte_latin(charset: &str) -> bool {
-    ["iso-8859-", "iso8859-", "windows-125", "cp125", "latin", "us-ascii", "ascii"].iter().any(|p| charset.starts_with(p))
+    ["iso-8859-", "iso8859-", "windows-125", "cp125", "latin", "us-ascii", "ascii"]
+        .iter()
+        .any(|p| charset.starts_with(p))
 }
 
 /// The part's body bytes with the transfer encoding undone; `None` when they cannot be found.

@@ -131,7 +131,9 @@ mod tests {
     #[test]
     fn dmarc_verdicts_are_read_with_their_domain() {
         assert_eq!(
-            verdict("mx.example.com; spf=pass smtp.mailfrom=a.org; dkim=pass header.d=a.org; dmarc=pass (p=none dis=none) header.from=A.org"),
+            verdict(
+                "mx.example.com; spf=pass smtp.mailfrom=a.org; dkim=pass header.d=a.org; dmarc=pass (p=none dis=none) header.from=A.org"
+            ),
             ("mx.example.com".into(), Some("pass".into()), Some("a.org".into()))
         );
         assert_eq!(
@@ -152,11 +154,8 @@ mod tests {
 
     #[test]
     fn auto_replies_win_over_bulk_markers() {
-        let signals = AutoSignals {
-            auto_submitted: vec!["auto-replied"],
-            empty_return_path: true,
-            ..Default::default()
-        };
+        let signals =
+            AutoSignals { auto_submitted: vec!["auto-replied"], empty_return_path: true, ..Default::default() };
         assert_eq!(auto_kind(&signals), AutoKind::AutoReply);
         let signals = AutoSignals { subject: "Réponse automatique : [Ticket #3] x", ..Default::default() };
         assert_eq!(auto_kind(&signals), AutoKind::AutoReply);
@@ -173,7 +172,8 @@ mod tests {
         ] {
             assert_eq!(auto_kind(&signals), AutoKind::Bulk, "{signals:?}");
         }
-        let human = AutoSignals { auto_submitted: vec!["no"], subject: "Automatisation du tableau", ..Default::default() };
+        let human =
+            AutoSignals { auto_submitted: vec!["no"], subject: "Automatisation du tableau", ..Default::default() };
         assert_eq!(auto_kind(&human), AutoKind::Human);
     }
 }

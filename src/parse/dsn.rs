@@ -28,7 +28,8 @@ pub(super) fn delivery_report(message: &Message<'_>, from_system: bool) -> Optio
     if !root_is_dsn && status_part.is_none() && !(from_system && returned_id.is_some()) {
         return None;
     }
-    let recipients = status_part.map(|p| parse_delivery_status(&String::from_utf8_lossy(p.contents()))).unwrap_or_default();
+    let recipients =
+        status_part.map(|p| parse_delivery_status(&String::from_utf8_lossy(p.contents()))).unwrap_or_default();
     Some(DeliveryReport { original_message_id: returned_id, recipients })
 }
 
@@ -101,7 +102,10 @@ mod tests {
         assert_eq!(recipients.len(), 2);
         assert_eq!(recipients[0].address.as_str(), "bob@example.org");
         assert_eq!((recipients[0].action.as_str(), recipients[0].status.as_str()), ("failed", "5.1.1"));
-        assert_eq!(recipients[0].diagnostic.as_deref(), Some("550 5.1.1 <bob@example.org>: Recipient address rejected"));
+        assert_eq!(
+            recipients[0].diagnostic.as_deref(),
+            Some("550 5.1.1 <bob@example.org>: Recipient address rejected")
+        );
         assert!(recipients[0].is_permanent_failure());
         assert!(!recipients[1].is_permanent_failure());
     }

@@ -110,14 +110,16 @@ fn mailboxes(address: &Address<'_>, limit: usize) -> Vec<Mailbox> {
         .collect()
 }
 
-/// A subject on one line: decoded by mail-parser, controls removed, whitespace collapsed.
+/// A subject on one line: decoded by mail-parser, controls removed, spaces collapsed.
 fn clean_subject(subject: &str) -> String {
     clean_line(subject).chars().take(MAX_SUBJECT_CHARS).collect()
 }
 
+/// Controls and line breaks become single spaces; a no-break space is left alone (French
+/// typography puts one before `:`).
 fn clean_line(value: &str) -> String {
     value
-        .split(|c: char| c.is_control() || c.is_whitespace())
+        .split(|c: char| c.is_control() || c.is_ascii_whitespace() || matches!(c, '\u{2028}' | '\u{2029}'))
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -168,7 +170,14 @@ fn delivered_to(message: &Message<'_>) -> Vec<EmailAddress> {
 pub(super) fn raw_values<'m>(message: &'m Message<'_>, name: &'m str) -> impl Iterator<Item = String> + 'm {
     message.headers().iter().filter(move |h| h.name.as_str().eq_ignore_ascii_case(name)).filter_map(move |h| {
         let bytes = message.raw_message.get(h.offset_start as usize..h.offset_end as usize)?;
-        Some(String::from_utf8_lossy(bytes).split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "))
+        Some(
+            String::from_utf8_lossy(bytes)
+                .split(['\r', '\n'])
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     })
 }
 
@@ -185,8 +194,10 @@ fn is_system_sender(address: &EmailAddress) -> bool {
 fn auto_kind_of(message: &Message<'_>, from: &Mailbox, subject: &str, empty_return_path: bool) -> AutoKind {
     let auto_submitted: Vec<String> = raw_values(message, "Auto-Submitted").take(MAX_HEADER_VALUES).collect();
     let precedence: Vec<String> = raw_values(message, "Precedence").take(MAX_HEADER_VALUES).collect();
-    let x_autoreply: Vec<String> =
-        raw_values(message, "X-Autoreply").chain(raw_values(message, "X-Autorespond")).take(MAX_HEADER_VALUES).collect();
+    let x_autoreply: Vec<String> = raw_values(message, "X-Autoreply")
+        .chain(raw_values(message, "X-Autorespond"))
+        .take(MAX_HEADER_VALUES)
+        .collect();
     auto_kind(&AutoSignals {
         auto_submitted: auto_submitted.iter().map(String::as_str).collect(),
         precedence: precedence.iter().map(String::as_str).collect(),

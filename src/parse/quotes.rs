@@ -147,7 +147,13 @@ mod tests {
     #[test]
     fn an_attribution_wrapped_over_two_lines_is_found() {
         let text = "Merci !\n\nLe lun. 3 juin 2024 à 10:12, Marie Dupont <\nmarie@example.fr> a écrit :\n> Bonjour";
-        assert_eq!(split(text), ("Merci !".to_string(), "Le lun. 3 juin 2024 à 10:12, Marie Dupont <\nmarie@example.fr> a écrit :\n> Bonjour".to_string()));
+        assert_eq!(
+            split(text),
+            (
+                "Merci !".to_string(),
+                "Le lun. 3 juin 2024 à 10:12, Marie Dupont <\nmarie@example.fr> a écrit :\n> Bonjour".to_string()
+            )
+        );
         let text = "Thanks\n\nOn Mon, Jun 3, 2024 at 10:12 AM Marie Dupont\n<marie@example.com> wrote:\n> Hello";
         assert_eq!(new_text(text), "Thanks");
     }

@@ -4,11 +4,11 @@
 //! Writes go through [`Store::write`], which opens an IMMEDIATE transaction on SQLite so that
 //! concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
 
+pub mod mailboxes;
+pub mod outbox;
+pub mod raw;
 pub mod schema;
 pub mod tickets;
-pub mod outbox;
-pub mod mailboxes;
-pub mod raw;
 
 use std::time::Duration;
 
@@ -64,10 +64,10 @@ impl Store {
     pub fn open(url: &str, pool_size: u32) -> anyhow::Result<Store> {
         let (conn_url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
             // sqlite://relative/path or sqlite:///absolute/path
-            if let Some(parent) = std::path::Path::new(path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-                }
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
             (path.to_string(), Backend::Sqlite)
         } else if url.starts_with("postgres") {
@@ -79,7 +79,8 @@ impl Store {
             anyhow::bail!("database.url must start with sqlite:// or postgres://");
         };
         let manager = ConnectionManager::<AnyConnection>::new(conn_url);
-        let mut builder = Pool::builder().max_size(pool_size.max(2)).min_idle(Some(1)).connection_timeout(Duration::from_secs(30));
+        let mut builder =
+            Pool::builder().max_size(pool_size.max(2)).min_idle(Some(1)).connection_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
@@ -140,7 +141,9 @@ impl Store {
     /// A secret shared by every daemon of this database (HMAC of our Message-IDs), made once.
     pub fn secret(&self) -> anyhow::Result<Vec<u8>> {
         use schema::meta::dsl::*;
-        if let Some(v) = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c).optional()?))? {
+        if let Some(v) =
+            self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c).optional()?))?
+        {
             return hex::decode(v).context("meta.secret is not hex");
         }
         let fresh: [u8; 32] = rand::random();

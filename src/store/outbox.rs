@@ -153,7 +153,11 @@ pub fn is_undeliverable(conn: &mut Conn, address: &str, now: i64) -> anyhow::Res
 pub fn set_undeliverable(conn: &mut Conn, address: &str, until: i64, reason: &str) -> anyhow::Result<()> {
     diesel::delete(undeliverable::table.find(address)).execute(conn)?;
     diesel::insert_into(undeliverable::table)
-        .values((undeliverable::address.eq(address), undeliverable::until_at.eq(until), undeliverable::reason.eq(reason)))
+        .values((
+            undeliverable::address.eq(address),
+            undeliverable::until_at.eq(until),
+            undeliverable::reason.eq(reason),
+        ))
         .execute(conn)?;
     Ok(())
 }

@@ -64,7 +64,13 @@ pub fn insert(
     Ok(id)
 }
 
-pub fn set_outcome(conn: &mut Conn, id: i64, state: RawState, reason: Option<&str>, ticket: Option<i64>) -> anyhow::Result<()> {
+pub fn set_outcome(
+    conn: &mut Conn,
+    id: i64,
+    state: RawState,
+    reason: Option<&str>,
+    ticket: Option<i64>,
+) -> anyhow::Result<()> {
     diesel::update(raw_mails::table.find(id))
         .set((raw_mails::state.eq(state.as_str()), raw_mails::reason.eq(reason), raw_mails::ticket_number.eq(ticket)))
         .execute(conn)?;
@@ -82,10 +88,18 @@ pub struct QuarantineEntry {
 }
 
 pub fn quarantined(conn: &mut Conn) -> anyhow::Result<Vec<QuarantineEntry>> {
-    let rows: Vec<(i64, String, i64, i64, Option<String>, Vec<u8>)> = raw_mails::table
+    type Row = (i64, String, i64, i64, Option<String>, Vec<u8>);
+    let rows: Vec<Row> = raw_mails::table
         .filter(raw_mails::state.eq(RawState::Quarantined.as_str()))
         .order(raw_mails::id)
-        .select((raw_mails::id, raw_mails::source, raw_mails::received_at, raw_mails::size, raw_mails::reason, raw_mails::data))
+        .select((
+            raw_mails::id,
+            raw_mails::source,
+            raw_mails::received_at,
+            raw_mails::size,
+            raw_mails::reason,
+            raw_mails::data,
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()

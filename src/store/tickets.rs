@@ -194,10 +194,12 @@ fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> 
     match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(pg) => {
-            diesel::sql_query("INSERT INTO message_search (message_id, tsv) VALUES ($1, to_tsvector('simple', unaccent_simple($2)))")
-                .bind::<BigInt, _>(id)
-                .bind::<Text, _>(text)
-                .execute(pg)?;
+            diesel::sql_query(
+                "INSERT INTO message_search (message_id, tsv) VALUES ($1, to_tsvector('simple', unaccent_simple($2)))",
+            )
+            .bind::<BigInt, _>(id)
+            .bind::<Text, _>(text)
+            .execute(pg)?;
         }
         AnyConnection::Sqlite(sqlite) => {
             diesel::sql_query("INSERT INTO message_search (rowid, text) VALUES (?, ?)")
@@ -428,7 +430,8 @@ pub fn ticket_with_messages(conn: &mut Conn, number: i64, include_notes: bool) -
 
 /// Every ticket, newest first (administrator's list).
 pub fn all_tickets(conn: &mut Conn) -> anyhow::Result<Vec<TicketJson>> {
-    let rows: Vec<TicketRow> = tickets::table.order(tickets::number.desc()).select(TicketRow::as_select()).load(conn)?;
+    let rows: Vec<TicketRow> =
+        tickets::table.order(tickets::number.desc()).select(TicketRow::as_select()).load(conn)?;
     let all_watchers: Vec<(i64, String)> =
         watchers::table.select((watchers::ticket_number, watchers::address)).order(watchers::address).load(conn)?;
     Ok(rows
