@@ -278,7 +278,11 @@ fn check_mail(mail: &InboundMail, e: &Expected, problems: &mut Vec<String>) {
         check(&format!("dsn recipients {recipients:?}"), &actual == recipients, &actual);
     }
     if let Some(header) = &e.loop_header {
-        check(&format!("loop header {header:?}"), mail.loop_header.as_deref().unwrap_or("") == header, &mail.loop_header);
+        check(
+            &format!("loop header {header:?}"),
+            mail.loop_header.as_deref().unwrap_or("") == header,
+            &mail.loop_header,
+        );
     }
     if let Some(empty) = e.empty_return_path {
         check(&format!("empty return path {empty}"), mail.empty_return_path == empty, &mail.empty_return_path);
@@ -288,7 +292,12 @@ fn check_mail(mail: &InboundMail, e: &Expected, problems: &mut Vec<String>) {
             .auth_results
             .iter()
             .map(|r| {
-                format!("{} {} {}", r.authserv_id, r.dmarc.as_deref().unwrap_or("-"), r.header_from.as_deref().unwrap_or("-"))
+                format!(
+                    "{} {} {}",
+                    r.authserv_id,
+                    r.dmarc.as_deref().unwrap_or("-"),
+                    r.header_from.as_deref().unwrap_or("-")
+                )
             })
             .collect();
         check(&format!("auth results {results:?}"), &actual == results, &actual);
@@ -299,5 +308,25 @@ fn check_mail(mail: &InboundMail, e: &Expected, problems: &mut Vec<String>) {
             None => m.address.to_string(),
         });
         check(&format!("forwarded from {forwarded:?}"), &actual == forwarded, &actual);
+    }
+}
+
+/// Hostile or damaged mail must give a value or an error, never a panic: every fixture is parsed
+/// cut at many lengths and with bytes overwritten.
+#[test]
+fn truncated_or_corrupted_fixtures_never_panic() {
+    for eml in fixtures() {
+        let raw = std::fs::read(&eml).expect("fixture readable");
+        for cut in (0..raw.len()).step_by(37) {
+            let _ = parse(&raw[..cut]);
+        }
+        for (i, junk) in [0u8, b'\n', b'=', b'<', b'"', b'-', 0xff].iter().cycle().take(64).enumerate() {
+            let mut damaged = raw.clone();
+            let at = (i * 7919) % damaged.len().max(1);
+            if let Some(byte) = damaged.get_mut(at) {
+                *byte = *junk;
+            }
+            let _ = parse(&damaged);
+        }
     }
 }

@@ -5,8 +5,12 @@ use base64::Engine;
 use diesel::prelude::*;
 use sha2::Digest;
 
+use crate::desk::Desk;
+use crate::desk::notices::{Kind, Notice, queue};
+use crate::domain::EmailAddress;
 use crate::store::Conn;
 use crate::store::schema::{login_tokens, rate_events, sessions};
+use crate::store::tickets;
 
 pub const LOGIN_TOKEN_SECONDS: i64 = 15 * 60;
 pub const SESSION_SECONDS: i64 = 7 * 86_400;
@@ -23,6 +27,7 @@ pub fn digest(token: &str) -> String {
 /// A fresh login token for `email`; `next` is the page to land on after login.
 pub fn create_login_token(conn: &mut Conn, email: &str, next: Option<&str>, now: i64) -> anyhow::Result<String> {
     let token = random_token();
+    diesel::delete(login_tokens::table.filter(login_tokens::expires_at.lt(now - 86_400))).execute(conn)?;
     diesel::insert_into(login_tokens::table)
         .values((
             login_tokens::hash.eq(digest(&token)),
@@ -73,6 +78,7 @@ pub struct Session {
 pub fn create_session(conn: &mut Conn, email: &str, now: i64) -> anyhow::Result<(String, Session)> {
     let token = random_token();
     let csrf = random_token();
+    diesel::delete(sessions::table.filter(sessions::expires_at.lt(now))).execute(conn)?;
     diesel::insert_into(sessions::table)
         .values((
             sessions::hash.eq(digest(&token)),
@@ -119,4 +125,84 @@ pub fn rate_allow(conn: &mut Conn, key: &str, limit: i64, window: i64, now: i64)
 
 pub fn login_url(public_url: &str, token: &str) -> String {
     format!("{}/login/{token}", public_url.trim_end_matches('/'))
+}
+
+/// Login links asked for one address: at most this many per hour.
+pub const LINKS_PER_ADDRESS_PER_HOUR: i64 = 5;
+/// Login links asked from one client (IP address): at most this many per hour.
+pub const LINKS_PER_CLIENT_PER_HOUR: i64 = 30;
+
+/// What became of a request for a login link. The page answers `Sent` and `NotSent` alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkRequest {
+    /// A link was queued in the outbox.
+    Sent,
+    /// The address has no right to a link (no ticket, not staff): nothing sent.
+    NotSent,
+    /// Over the per-address or per-client limit: nothing sent.
+    RateLimited,
+}
+
+/// Whether an address may receive a login link: staff, an address that has tickets (requester or
+/// watcher), or a member of a company that shares its tickets and has some.
+pub fn may_log_in(conn: &mut Conn, desk: &Desk, address: &EmailAddress) -> anyhow::Result<bool> {
+    if desk.is_staff(address) || tickets::has_tickets(conn, address.as_str())? {
+        return Ok(true);
+    }
+    match desk.company_of(address) {
+        Some((company, true)) => tickets::company_has_tickets(conn, company),
+        _ => Ok(false),
+    }
+}
+
+/// A login link asked for from the login page (SPEC §5): counted against the address's and the
+/// client's limits whether or not the address is known (so the limit reveals nothing either), then
+/// mailed through the outbox only to an address that may log in. `next` is the page to land on.
+pub fn request_login_link(
+    conn: &mut Conn,
+    desk: &Desk,
+    address: &EmailAddress,
+    client: &str,
+    next: Option<&str>,
+    now: i64,
+) -> anyhow::Result<LinkRequest> {
+    let by_client = rate_allow(conn, &format!("login-client:{client}"), LINKS_PER_CLIENT_PER_HOUR, 3600, now)?;
+    let by_address = by_client && rate_allow(conn, &format!("login-address:{address}"), LINKS_PER_ADDRESS_PER_HOUR, 3600, now)?;
+    if !by_address {
+        return Ok(LinkRequest::RateLimited);
+    }
+    if !may_log_in(conn, desk, address)? {
+        return Ok(LinkRequest::NotSent);
+    }
+    let token = create_login_token(conn, address.as_str(), next, now)?;
+    let mut notice = Notice::new("login_link", None, Kind::Requested);
+    notice.recipients = vec![address.clone()];
+    notice.extra = serde_json::json!({ "link": login_url(&desk.settings.helpdesk.public_url, &token) });
+    queue(conn, desk, notice, now)?;
+    Ok(LinkRequest::Sent)
+}
+
+/// A path inside this site to land on after login; anything else (another site, `//host`,
+/// backslashes, control characters) is refused.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control())
+        && !next.starts_with("/login")
+        && next.len() <= 1000;
+    ok.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_landing_pages() {
+        assert_eq!(safe_next("/tickets/4?x=1"), Some("/tickets/4?x=1"));
+        for bad in ["https://evil.example/", "//evil.example/", "/\\evil.example", "/login/abc", "x", "/a\nb"] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
 }

@@ -28,6 +28,10 @@ fn is_body(message: &Message<'_>, id: u32) -> bool {
 }
 
 fn to_attachment(part: &MessagePart<'_>) -> Option<Attachment> {
+    if part.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")) {
+        // A multipart that could not be split (no boundary) is body text, not a file.
+        return None;
+    }
     let (data, default_type, fallback_stem): (Vec<u8>, &str, String) = match &part.body {
         PartType::Multipart(_) => return None,
         PartType::Message(nested) => {

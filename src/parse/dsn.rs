@@ -24,8 +24,12 @@ pub(super) fn delivery_report(message: &Message<'_>, from_system: bool) -> Optio
             .and_then(|ct| ct.attribute("report-type"))
             .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"));
     let status_part = message.parts.iter().find(|p| is_delivery_status(p));
+    let is_standard = root_is_dsn || status_part.is_some();
+    if !is_standard && !from_system {
+        return None;
+    }
     let returned_id = message.parts.iter().skip(1).find_map(returned_message_id);
-    if !root_is_dsn && status_part.is_none() && !(from_system && returned_id.is_some()) {
+    if !is_standard && returned_id.is_none() {
         return None;
     }
     let recipients =

@@ -25,7 +25,7 @@ pub(super) fn html_to_text(html: &str) -> String {
                 match entity_end {
                     Some((end, ';')) if end > 1 => {
                         let mut decoded = String::new();
-                        add_html_token(&mut decoded, rest[..=end].as_bytes(), false);
+                        add_html_token(&mut decoded, &rest.as_bytes()[..=end], false);
                         out.text(&decoded);
                         rest = &rest[end + 1..];
                     }
@@ -187,16 +187,19 @@ fn tag_end(rest: &str) -> Option<usize> {
     None
 }
 
+/// What follows the closing tag `</name…>` in `rest`; nothing when it never closes.
 fn skip_past_closing<'a>(rest: &'a str, name: &str) -> &'a str {
-    let closing = format!("</{name}");
-    let lower = rest.to_ascii_lowercase();
-    match lower.find(&closing) {
-        Some(start) => {
+    let mut from = 0;
+    while let Some(found) = rest[from..].find("</") {
+        let start = from + found;
+        let candidate = rest.as_bytes().get(start + 2..start + 2 + name.len());
+        if candidate.is_some_and(|c| c.eq_ignore_ascii_case(name.as_bytes())) {
             let after = &rest[start..];
-            tag_end(after).map_or("", |end| &after[end..])
+            return tag_end(after).map_or("", |end| &after[end..]);
         }
-        None => "",
+        from = start + 2;
     }
+    ""
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use super::classify::{AutoSignals, auto_kind, parse_auth_results};
 use super::{AutoKind, InboundMail, Mailbox, ParseError, attachments, dsn, forward, quotes};
 use crate::domain::{EmailAddress, is_forward_subject};
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, PartType};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// `In-Reply-To` + `References` entries kept; threading needs the last few, not a hostile thousand.
 const MAX_REFERENCES: usize = 50;
@@ -18,11 +18,17 @@ const HEADER_SNIFF_BYTES: usize = 64 * 1024;
 /// all attachments are returned decoded.
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     check_header_block(raw)?;
-    let message = MessageParser::default().parse(raw).ok_or(ParseError::NotAMail("no header block"))?;
+    let (message, headers_only) = match std::panic::catch_unwind(|| MessageParser::default().parse(raw)) {
+        Ok(message) => (message, false),
+        // Some broken MIME trees trip a debug assertion inside mail-parser (release builds carry
+        // on): the headers alone still make a mail worth keeping, its body shown as raw text.
+        Err(_) => (MessageParser::default().parse_headers(raw), true),
+    };
+    let message = message.ok_or(ParseError::NotAMail("no header block"))?;
     let from = message.from().and_then(|a| mailboxes(a, 1).into_iter().next()).ok_or(ParseError::NoSender)?;
 
     let subject = clean_subject(message.subject().unwrap_or(""));
-    let text = body_text(&message, raw);
+    let text = if headers_only { raw_body_text(raw) } else { body_text(&message, raw) };
     let html = message.html_bodies().find_map(|part| match &part.body {
         PartType::Html(html) => Some(html.replace('\0', "")),
         _ => None,
@@ -85,7 +91,7 @@ fn check_header_block(raw: &[u8]) -> Result<(), ParseError> {
     if name_len == 0 || name_len > 76 || colon.and_then(|p| after_name.get(p)) != Some(&b':') {
         return Err(ParseError::NotAMail("no header block"));
     }
-    let header_end = find_blank_line(head).unwrap_or(head.len());
+    let header_end = body_start(head).unwrap_or(head.len());
     let binary = head[..header_end].iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n' | 0x1b)).count();
     if binary * 10 > header_end {
         return Err(ParseError::NotAMail("binary data"));
@@ -93,8 +99,13 @@ fn check_header_block(raw: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn find_blank_line(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\n\n").or_else(|| bytes.windows(4).position(|w| w == b"\r\n\r\n"))
+/// Where the body starts: just past the first empty line (`\n\n` or `\n\r\n`).
+fn body_start(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n').find_map(|(i, _)| match bytes.get(i + 1..) {
+        Some([b'\n', ..]) => Some(i + 2),
+        Some([b'\r', b'\n', ..]) => Some(i + 3),
+        _ => None,
+    })
 }
 
 /// The parseable addresses of one address header, at most `limit`.
@@ -234,7 +245,29 @@ fn body_text(message: &Message<'_>, raw: &[u8]) -> String {
         }
         text.push_str(&piece);
     }
+    if message.text_body.is_empty() && message.html_body.is_empty() {
+        text = broken_multipart_text(message).unwrap_or(text);
+    }
     clean_text(&text)
+}
+
+/// Everything after the header block, as text.
+fn raw_body_text(raw: &[u8]) -> String {
+    let body = body_start(raw).and_then(|start| raw.get(start..)).unwrap_or_default();
+    clean_text(&String::from_utf8_lossy(body))
+}
+
+/// A `multipart/*` root without a usable boundary: mail-parser keeps it as one binary part, but
+/// its bytes are the sender's text and are better shown than lost.
+fn broken_multipart_text(message: &Message<'_>) -> Option<String> {
+    let root = message.parts.first()?;
+    let is_multipart = root.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"));
+    match &root.body {
+        PartType::Binary(bytes) | PartType::InlineBinary(bytes) if is_multipart => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        _ => None,
+    }
 }
 
 fn clean_text(text: &str) -> String {
@@ -244,4 +277,49 @@ fn clean_text(text: &str) -> String {
         .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
         .filter(|&c| c != '\u{feff}')
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_without_a_header_block_are_not_mail() {
+        for raw in [&b""[..], b" \r\n\t", b"Hello, this is a note.\n", b": no name\n\n", b"\x00\x01\x02garbage"] {
+            assert!(matches!(check_header_block(raw), Err(ParseError::NotAMail(_))), "{raw:?}");
+        }
+        assert_eq!(
+            check_header_block(b"X-Junk: \x00\x01\x02\x03\x04\x05\x06\x07\x08\n\n"),
+            Err(ParseError::NotAMail("binary data"))
+        );
+    }
+
+    #[test]
+    fn a_header_block_is_recognised_even_after_an_mbox_line() {
+        assert_eq!(check_header_block(b"Subject: hi\r\n\r\nbody"), Ok(()));
+        assert_eq!(check_header_block(b"\r\nSubject : spaced\n\n"), Ok(()));
+        assert_eq!(check_header_block(b"From a@example.com Mon Jun  3 10:00:00 2024\nFrom: a@example.com\n\n"), Ok(()));
+    }
+
+    #[test]
+    fn the_body_starts_after_the_first_empty_line() {
+        assert_eq!(body_start(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(body_start(b"A: b\n\nbody\r\n\r\n"), Some(6));
+        assert_eq!(body_start(b"A: b\n"), None);
+    }
+
+    #[test]
+    fn subjects_lose_line_breaks_and_controls_but_keep_no_break_spaces() {
+        assert_eq!(clean_subject("Re:\r\n\t[Ticket #1]  x\u{0}y\u{2028}z"), "Re: [Ticket #1] x y z");
+        assert_eq!(clean_subject("Réponse automatique\u{a0}: x"), "Réponse automatique\u{a0}: x");
+    }
+
+    #[test]
+    fn a_mime_tree_that_trips_mail_parser_still_gives_the_mail() {
+        let raw = b"From: a@example.com\r\nSubject: nested\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+                    --outer\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--outer--\r\n";
+        let mail = parse(raw).expect("parsed");
+        assert_eq!(mail.from.map(|f| f.address.to_string()).as_deref(), Some("a@example.com"));
+        assert_eq!(mail.subject, "nested");
+    }
 }

@@ -2,6 +2,17 @@
 //!
 //! Parsing does not fail on a merely odd mail: it returns what it could read. It fails only when
 //! the bytes are not a mail at all (no header block, no From address): such mail goes to quarantine.
+//!
+//! - `mail`: the entry point; headers, addresses, references, bodies (on top of mail-parser)
+//! - `charset`: second opinion when a text part lies about its charset
+//! - `html`: HTML body → text with one line per block and `>` for blockquotes
+//! - [`quotes`]: new text vs quoted history and signature
+//! - `forward`: the original sender of a forwarded mail
+//! - `attachments`: attachment parts, [`sanitize_file_name`] (also for files uploaded on the web)
+//! - `classify`: automatic-mail verdict, `Authentication-Results`
+//! - `dsn`: delivery status notifications (RFC 3464)
+//!
+//! Fixtures: `tests/fixtures/mail/` (see its README), run by `tests/parse_corpus.rs`.
 
 mod attachments;
 mod charset;

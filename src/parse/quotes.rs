@@ -20,17 +20,49 @@ pub fn new_text(text: &str) -> String {
 /// trimmed. The web page shows the new text and folds the rest.
 pub fn split(text: &str) -> (String, String) {
     let lines: Vec<&str> = text.lines().collect();
-    let mut cut = first_history_line(&lines).unwrap_or(lines.len());
-    // A quote block ending the new text is history whose reply header was lost (or never written).
-    while cut > 0 && (is_quote_line(lines[cut - 1]) || lines[cut - 1].trim().is_empty()) {
-        cut -= 1;
+    let cut = first_history_line(&lines, 0).unwrap_or(lines.len());
+    let new_end = without_trailing_quotes(&lines, 0, cut);
+    if lines[..new_end].iter().all(|l| l.trim().is_empty())
+        && let Some(bottom_posted) = answer_below_attribution(&lines, cut)
+    {
+        return bottom_posted;
     }
-    (lines[..cut].join("\n").trim().to_string(), lines[cut..].join("\n").trim().to_string())
+    (join(&lines[..new_end]), join(&lines[new_end..]))
 }
 
-/// Index of the first line that starts the history or the signature.
-fn first_history_line(lines: &[&str]) -> Option<usize> {
-    (0..lines.len()).find(|&i| is_signature_line(lines[i]) || starts_reply_header(lines, i))
+/// Bottom-posting: nothing above `On … wrote:`, the quote, then the answer below it (possibly
+/// quote and answer in turns). The answer is the new text, its quotes kept as context.
+fn answer_below_attribution(lines: &[&str], at: usize) -> Option<(String, String)> {
+    let start = at + attribution_len(lines, at)?;
+    if !next_non_empty(lines, start).is_some_and(|j| is_quote_line(lines[j])) {
+        return None;
+    }
+    let end = first_history_line(lines, start).unwrap_or(lines.len());
+    let answer_end = without_trailing_quotes(lines, start, end);
+    let answer = &lines[start..answer_end];
+    if !answer.iter().any(|l| !l.trim().is_empty() && !is_quote_line(l)) {
+        return None;
+    }
+    let rest: Vec<&str> = lines[at..start].iter().chain(&lines[answer_end..]).copied().collect();
+    Some((join(answer), join(&rest)))
+}
+
+/// End of `lines[start..end]` once a trailing quote block is dropped: quotes ending the new text are
+/// history whose reply header was lost (or never written).
+fn without_trailing_quotes(lines: &[&str], start: usize, mut end: usize) -> usize {
+    while end > start && (is_quote_line(lines[end - 1]) || lines[end - 1].trim().is_empty()) {
+        end -= 1;
+    }
+    end
+}
+
+fn join(lines: &[&str]) -> String {
+    lines.join("\n").trim().to_string()
+}
+
+/// Index of the first line from `from` on that starts the history or the signature.
+fn first_history_line(lines: &[&str], from: usize) -> Option<usize> {
+    (from..lines.len()).find(|&i| is_signature_line(lines[i]) || starts_reply_header(lines, i))
 }
 
 fn is_quote_line(line: &str) -> bool {
@@ -41,7 +73,7 @@ fn is_quote_line(line: &str) -> bool {
 fn is_signature_line(line: &str) -> bool {
     static MOBILE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?i)^(envoyé de mon|envoyé depuis|envoyé à partir de|sent from|get outlook for|obtenir outlook pour|télécharger outlook pour)\s.{0,60}$",
+            r"(?i)^(?:envoyé (?:de|depuis) (?:mon|ma|outlook|yahoo)|envoyé à partir de (?:mon|outlook|courrier)|sent from (?:my|outlook|mail for|yahoo|samsung)|get outlook for|obtenir outlook pour|télécharger outlook pour|provenance : courrier pour)\b.{0,60}$",
         )
         .expect("mobile signature regex")
     });
@@ -108,16 +140,23 @@ fn starts_reply_header(lines: &[&str], i: usize) -> bool {
     if line.is_empty() || is_quote_line(line) {
         return false;
     }
-    if is_attribution(line) || is_original_separator(line) || starts_header_block(lines, i) {
-        return true;
+    attribution_len(lines, i).is_some()
+        || is_original_separator(line)
+        || starts_header_block(lines, i)
+        || is_underscore_rule(line) && next_non_empty(lines, i + 1).is_some_and(|j| starts_header_block(lines, j))
+}
+
+/// How many lines the attribution starting at line `i` takes: clients wrap long ones in two.
+fn attribution_len(lines: &[&str], i: usize) -> Option<usize> {
+    let line = lines.get(i)?.trim();
+    if line.is_empty() || is_quote_line(line) {
+        return None;
     }
-    if let Some(next) = lines.get(i + 1).map(|l| l.trim())
-        && !next.is_empty()
-        && is_attribution(&format!("{line} {next}"))
-    {
-        return true;
+    if is_attribution(line) {
+        return Some(1);
     }
-    is_underscore_rule(line) && next_non_empty(lines, i + 1).is_some_and(|j| starts_header_block(lines, j))
+    let next = lines.get(i + 1)?.trim();
+    (!next.is_empty() && is_attribution(&format!("{line} {next}"))).then_some(2)
 }
 
 pub(super) fn next_non_empty(lines: &[&str], from: usize) -> Option<usize> {
@@ -180,7 +219,10 @@ mod tests {
         assert_eq!(new_text("Bonjour\n--\nMarie"), "Bonjour");
         assert_eq!(new_text("Ok\n\nEnvoyé de mon iPhone"), "Ok");
         assert_eq!(new_text("Ok\n\nGet Outlook for Android"), "Ok");
+        assert_eq!(new_text("Ok\n\nEnvoyé à partir de Courrier pour Windows"), "Ok");
         assert_eq!(new_text("a -- b\n---\nc"), "a -- b\n---\nc");
+        let sentence = "Sent from the accounting PC at 10:00.\nIt failed.";
+        assert_eq!(new_text(sentence), sentence);
     }
 
     #[test]
@@ -189,6 +231,20 @@ mod tests {
         let inline = "> Is it broken?\nYes.\n> Since when?\nMonday.\n> Anything else?";
         assert_eq!(new_text(inline), "> Is it broken?\nYes.\n> Since when?\nMonday.");
         assert_eq!(new_text("> only quotes"), "");
+    }
+
+    #[test]
+    fn an_answer_below_the_quote_is_the_new_text() {
+        let text =
+            "On Mon, 3 Jun 2024, Support <s@example.com> wrote:\n> Which version?\n\n7.4.2\n\n> Thanks\n-- \nJean";
+        assert_eq!(
+            split(text),
+            (
+                "> Which version?\n\n7.4.2".to_string(),
+                "On Mon, 3 Jun 2024, Support <s@example.com> wrote:\n\n> Thanks\n-- \nJean".to_string()
+            )
+        );
+        assert_eq!(new_text("On Mon, 3 Jun 2024, Support <s@example.com> wrote:\n> only a quote\n"), "");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub enum Backend {
 pub struct Store {
     pool: Pool<ConnectionManager<AnyConnection>>,
     backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -85,7 +86,8 @@ impl Store {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
         let pool = builder.build(manager).context("cannot connect to the database")?;
-        Ok(Store { pool, backend })
+        let sqlite_path = (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(url.trim_start_matches("sqlite://")));
+        Ok(Store { pool, backend, sqlite_path })
     }
 
     /// Opens and applies pending migrations.
@@ -99,17 +101,28 @@ impl Store {
         self.backend
     }
 
+    /// Applies pending migrations. Several processes may start at once (a daemon and a CLI, or
+    /// several daemons): a lock makes them take turns — a file lock beside the SQLite file, an
+    /// advisory lock on PostgreSQL.
     pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.conn()?;
         let applied = match &mut *conn {
             #[cfg(feature = "postgres")]
-            AnyConnection::Postgresql(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS),
-            AnyConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS),
+            AnyConnection::Postgresql(pg) => {
+                pg.batch_execute("SELECT pg_advisory_lock(7263541)")?;
+                let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect());
+                pg.batch_execute("SELECT pg_advisory_unlock(7263541)")?;
+                result
+            }
+            AnyConnection::Sqlite(sqlite) => {
+                let _lock = match &self.sqlite_path {
+                    Some(path) => Some(lock_file(path)?),
+                    None => None,
+                };
+                sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect())
+            }
         }
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied)
     }
 
@@ -154,6 +167,15 @@ impl Store {
         let stored = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c)?))?;
         hex::decode(stored).context("meta.secret is not hex")
     }
+}
+
+/// An exclusive lock on `<database>.lock`, released when the file is dropped.
+fn lock_file(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&name)?;
+    file.lock().context("cannot lock the database for migration")?;
+    Ok(file)
 }
 
 /// Begins, runs `f`, commits (or rolls back on error).

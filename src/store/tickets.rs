@@ -442,3 +442,442 @@ pub fn all_tickets(conn: &mut Conn) -> anyhow::Result<Vec<TicketJson>> {
         })
         .collect())
 }
+
+// ---- The web view: who sees what, the list with its criteria, unread markers, saved criteria --
+
+/// Who is looking at tickets: staff see every ticket; a customer sees the tickets they requested or
+/// watch, and their company's when the company shares its tickets (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Staff,
+    Customer { email: String, shared_company: Option<String> },
+}
+
+impl Audience {
+    pub fn is_staff(&self) -> bool {
+        matches!(self, Audience::Staff)
+    }
+}
+
+/// Whether `audience` may see `ticket`. Anything else answers "not found".
+pub fn may_see(conn: &mut Conn, audience: &Audience, ticket: &TicketRow) -> anyhow::Result<bool> {
+    let Audience::Customer { email, shared_company } = audience else { return Ok(true) };
+    if ticket.requester == *email || (shared_company.is_some() && ticket.company == *shared_company) {
+        return Ok(true);
+    }
+    let watching: i64 = watchers::table
+        .filter(watchers::ticket_number.eq(ticket.number))
+        .filter(watchers::address.eq(email))
+        .count()
+        .get_result(conn)?;
+    Ok(watching > 0)
+}
+
+/// Whether an address has any ticket, as requester or watcher (who may ask for a login link).
+pub fn has_tickets(conn: &mut Conn, email: &str) -> anyhow::Result<bool> {
+    let requested: Option<i64> =
+        tickets::table.filter(tickets::requester.eq(email)).select(tickets::number).first(conn).optional()?;
+    if requested.is_some() {
+        return Ok(true);
+    }
+    let watched: Option<i64> =
+        watchers::table.filter(watchers::address.eq(email)).select(watchers::ticket_number).first(conn).optional()?;
+    Ok(watched.is_some())
+}
+
+/// Whether a company has any ticket (its members may log in when it shares them).
+pub fn company_has_tickets(conn: &mut Conn, company: &str) -> anyhow::Result<bool> {
+    let any: Option<i64> =
+        tickets::table.filter(tickets::company.eq(company)).select(tickets::number).first(conn).optional()?;
+    Ok(any.is_some())
+}
+
+/// The list view's sortable columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    Number,
+    Subject,
+    Status,
+    Priority,
+    #[default]
+    Updated,
+    Created,
+}
+
+impl SortKey {
+    pub const ALL: &'static [SortKey] =
+        &[SortKey::Number, SortKey::Subject, SortKey::Status, SortKey::Priority, SortKey::Updated, SortKey::Created];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Number => "number",
+            SortKey::Subject => "subject",
+            SortKey::Status => "status",
+            SortKey::Priority => "priority",
+            SortKey::Updated => "updated",
+            SortKey::Created => "created",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SortKey> {
+        SortKey::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    fn sql(self, backend_is_sqlite: bool) -> &'static str {
+        match self {
+            SortKey::Number => "t.number",
+            SortKey::Subject if backend_is_sqlite => "t.subject COLLATE NOCASE",
+            SortKey::Subject => "lower(t.subject)",
+            SortKey::Status => "CASE t.status WHEN 'new' THEN 0 WHEN 'open' THEN 1 WHEN 'waiting' THEN 2 ELSE 3 END",
+            SortKey::Priority => "CASE t.priority WHEN 'low' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END",
+            SortKey::Updated => "t.updated_at",
+            SortKey::Created => "t.created_at",
+        }
+    }
+}
+
+/// The list view's criteria, already parsed (the web layer reads them from the query string).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListCriteria {
+    pub number: Option<i64>,
+    /// Empty: any status.
+    pub statuses: Vec<Status>,
+    /// Empty: any priority.
+    pub priorities: Vec<Priority>,
+    /// Case-insensitive equality.
+    pub product: Option<String>,
+    /// Active between: updated at or after `from` and created before `until` (unix seconds).
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+    /// Each keyword's words must all appear in one message (or the subject) of the ticket; every
+    /// keyword must match the ticket.
+    pub keywords: Vec<String>,
+    pub unread_only: bool,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub offset: i64,
+    /// `None`: every matching ticket (exports).
+    pub limit: Option<i64>,
+}
+
+impl Default for ListCriteria {
+    fn default() -> Self {
+        ListCriteria {
+            number: None,
+            statuses: vec![Status::New, Status::Open, Status::Waiting],
+            priorities: Vec::new(),
+            product: None,
+            from: None,
+            until: None,
+            keywords: Vec::new(),
+            unread_only: false,
+            sort: SortKey::Updated,
+            descending: true,
+            offset: 0,
+            limit: Some(25),
+        }
+    }
+}
+
+/// A ticket of the list, with the viewer's unread marker.
+#[derive(QueryableByName, Clone, Debug)]
+pub struct ListedTicket {
+    #[diesel(embed)]
+    pub ticket: ListedRow,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub unread: bool,
+}
+
+#[derive(QueryableByName, Clone, Debug)]
+#[diesel(table_name = tickets)]
+pub struct ListedRow {
+    pub number: i64,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub requester: String,
+    pub company: Option<String>,
+    pub product: Option<String>,
+    pub service: Option<String>,
+    pub unverified: bool,
+    pub refers_to: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+impl From<ListedRow> for TicketRow {
+    fn from(r: ListedRow) -> TicketRow {
+        TicketRow {
+            number: r.number,
+            subject: r.subject,
+            status: r.status,
+            priority: r.priority,
+            requester: r.requester,
+            company: r.company,
+            product: r.product,
+            service: r.service,
+            unverified: r.unverified,
+            refers_to: r.refers_to,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// A bound parameter of a hand-written query.
+#[derive(Clone, Debug)]
+enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// A query's text and parameters, with placeholders in the backend's syntax (`?` or `$n`).
+struct SqlBuilder {
+    sqlite: bool,
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl SqlBuilder {
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.sql.push_str(s);
+        self
+    }
+
+    fn param(&mut self, p: Param) -> &mut Self {
+        self.params.push(p);
+        if self.sqlite {
+            self.sql.push('?');
+        } else {
+            self.sql.push_str(&format!("${}", self.params.len()));
+        }
+        self
+    }
+
+    fn load<T>(&self, conn: &mut Conn) -> anyhow::Result<Vec<T>>
+    where
+        T: QueryableByName<diesel::sqlite::Sqlite> + 'static,
+        T: PgQueryable,
+    {
+        match conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgresql(pg) => {
+                let mut q = diesel::sql_query(self.sql.clone()).into_boxed::<diesel::pg::Pg>();
+                for p in &self.params {
+                    q = match p {
+                        Param::Int(v) => q.bind::<diesel::sql_types::BigInt, _>(*v),
+                        Param::Text(v) => q.bind::<diesel::sql_types::Text, _>(v.clone()),
+                    };
+                }
+                Ok(q.load(pg)?)
+            }
+            AnyConnection::Sqlite(sqlite) => {
+                let mut q = diesel::sql_query(self.sql.clone()).into_boxed::<diesel::sqlite::Sqlite>();
+                for p in &self.params {
+                    q = match p {
+                        Param::Int(v) => q.bind::<diesel::sql_types::BigInt, _>(*v),
+                        Param::Text(v) => q.bind::<diesel::sql_types::Text, _>(v.clone()),
+                    };
+                }
+                Ok(q.load(sqlite)?)
+            }
+        }
+    }
+}
+
+/// `QueryableByName` for PostgreSQL too, when that backend is built.
+#[cfg(feature = "postgres")]
+pub trait PgQueryable: QueryableByName<diesel::pg::Pg> {}
+#[cfg(feature = "postgres")]
+impl<T: QueryableByName<diesel::pg::Pg>> PgQueryable for T {}
+#[cfg(not(feature = "postgres"))]
+pub trait PgQueryable {}
+#[cfg(not(feature = "postgres"))]
+impl<T> PgQueryable for T {}
+
+/// The words of a keyword as a full-text query: each word quoted, so no search syntax gets
+/// through; all of them must appear. `None` when the keyword has no word.
+pub fn keyword_query(keyword: &str) -> Option<String> {
+    let words: Vec<String> = keyword
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// The `WHERE` clause shared by the count and the page of [`list_tickets`].
+fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria) {
+    b.push(" WHERE 1 = 1");
+    if let Audience::Customer { email, shared_company } = audience {
+        b.push(" AND (t.requester = ").param(Param::Text(email.clone()));
+        b.push(" OR t.number IN (SELECT w.ticket_number FROM watchers w WHERE w.address = ")
+            .param(Param::Text(email.clone()))
+            .push(")");
+        if let Some(company) = shared_company {
+            b.push(" OR t.company = ").param(Param::Text(company.clone()));
+        }
+        b.push(")");
+    }
+    if let Some(n) = c.number {
+        b.push(" AND t.number = ").param(Param::Int(n));
+    }
+    if !c.statuses.is_empty() && c.statuses.len() < Status::ALL.len() {
+        b.push(" AND t.status IN (");
+        for (i, s) in c.statuses.iter().enumerate() {
+            b.push(if i == 0 { "" } else { ", " }).param(Param::Text(s.as_str().into()));
+        }
+        b.push(")");
+    }
+    if !c.priorities.is_empty() && c.priorities.len() < Priority::ALL.len() {
+        b.push(" AND t.priority IN (");
+        for (i, p) in c.priorities.iter().enumerate() {
+            b.push(if i == 0 { "" } else { ", " }).param(Param::Text(p.as_str().into()));
+        }
+        b.push(")");
+    }
+    if let Some(product) = &c.product {
+        b.push(" AND lower(t.product) = lower(").param(Param::Text(product.clone())).push(")");
+    }
+    if let Some(from) = c.from {
+        b.push(" AND t.updated_at >= ").param(Param::Int(from));
+    }
+    if let Some(until) = c.until {
+        b.push(" AND t.created_at < ").param(Param::Int(until));
+    }
+    let notes = if audience.is_staff() { "" } else { " AND m.kind <> 'note'" };
+    for query in c.keywords.iter().filter_map(|k| keyword_query(k)) {
+        // One materialised set of matching messages per keyword, then their tickets: the
+        // full-text index does the work, whatever the number of tickets the person sees.
+        if b.sqlite {
+            b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ")
+                .param(Param::Text(query))
+                .push(")")
+                .push(notes)
+                .push(")");
+        } else {
+            let plain = query.replace('"', "");
+            b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
+                .param(Param::Text(plain))
+                .push(")))")
+                .push(notes)
+                .push(")");
+        }
+    }
+    if c.unread_only {
+        b.push(" AND (r.read_at IS NULL OR r.read_at < t.updated_at)");
+    }
+}
+
+/// One page of the tickets `audience` may see that match `c`, and the total number that match.
+pub fn list_tickets(
+    conn: &mut Conn,
+    viewer: &str,
+    audience: &Audience,
+    c: &ListCriteria,
+) -> anyhow::Result<(i64, Vec<ListedTicket>)> {
+    let sqlite = matches!(conn, AnyConnection::Sqlite(_));
+    let reads_join = |b: &mut SqlBuilder| {
+        b.push(" FROM tickets t LEFT JOIN reads r ON r.email = ")
+            .param(Param::Text(viewer.to_string()))
+            .push(" AND r.ticket_number = t.number");
+    };
+    let mut count = SqlBuilder { sqlite, sql: "SELECT COUNT(*) AS n".into(), params: Vec::new() };
+    if c.unread_only {
+        reads_join(&mut count);
+    } else {
+        count.push(" FROM tickets t");
+    }
+    list_filter(&mut count, audience, c);
+    let total = count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n);
+    if total == 0 || c.limit == Some(0) {
+        return Ok((total, Vec::new()));
+    }
+    let mut page = SqlBuilder {
+        sqlite,
+        sql: "SELECT t.number, t.subject, t.status, t.priority, t.requester, t.company, t.product, t.service, \
+              t.unverified, t.refers_to, t.created_at, t.updated_at, t.closed_at, \
+              (r.read_at IS NULL OR r.read_at < t.updated_at) AS unread"
+            .into(),
+        params: Vec::new(),
+    };
+    reads_join(&mut page);
+    list_filter(&mut page, audience, c);
+    let dir = if c.descending { "DESC" } else { "ASC" };
+    page.push(&format!(" ORDER BY {} {dir}, t.number {dir}", c.sort.sql(sqlite)));
+    if let Some(limit) = c.limit {
+        page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
+    }
+    Ok((total, page.load::<ListedTicket>(conn)?))
+}
+
+/// The watchers of several tickets at once, as (ticket, address), by address.
+pub fn watchers_of_many(conn: &mut Conn, numbers: &[i64]) -> anyhow::Result<Vec<(i64, String)>> {
+    Ok(watchers::table
+        .filter(watchers::ticket_number.eq_any(numbers))
+        .select((watchers::ticket_number, watchers::address))
+        .order((watchers::ticket_number, watchers::address))
+        .load(conn)?)
+}
+
+/// Marks a ticket read by `email` (a write only when it was unread, so reading stays cheap).
+pub fn mark_read(conn: &mut Conn, email: &str, ticket: &TicketRow, at: i64) -> anyhow::Result<()> {
+    use super::schema::reads;
+    let read_at: Option<i64> =
+        reads::table.find((email, ticket.number)).select(reads::read_at).first(conn).optional()?;
+    match read_at {
+        Some(r) if r >= ticket.updated_at => {}
+        Some(_) => {
+            diesel::update(reads::table.find((email, ticket.number))).set(reads::read_at.eq(at)).execute(conn)?;
+        }
+        None => {
+            diesel::insert_into(reads::table)
+                .values((reads::email.eq(email), reads::ticket_number.eq(ticket.number), reads::read_at.eq(at)))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `ticket` changed since `email` last read it.
+pub fn is_unread(conn: &mut Conn, email: &str, ticket: &TicketRow) -> anyhow::Result<bool> {
+    use super::schema::reads;
+    let read_at: Option<i64> =
+        reads::table.find((email, ticket.number)).select(reads::read_at).first(conn).optional()?;
+    Ok(read_at.is_none_or(|r| r < ticket.updated_at))
+}
+
+/// The list criteria a person saved (a query string), if any.
+pub fn saved_criteria(conn: &mut Conn, email: &str) -> anyhow::Result<Option<String>> {
+    use super::schema::saved_criteria;
+    Ok(saved_criteria::table.find(email).select(saved_criteria::query).first(conn).optional()?)
+}
+
+pub fn save_criteria(conn: &mut Conn, email: &str, query: &str) -> anyhow::Result<()> {
+    use super::schema::saved_criteria;
+    diesel::delete(saved_criteria::table.find(email)).execute(conn)?;
+    diesel::insert_into(saved_criteria::table)
+        .values((saved_criteria::email.eq(email), saved_criteria::query.eq(query)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn forget_criteria(conn: &mut Conn, email: &str) -> anyhow::Result<()> {
+    use super::schema::saved_criteria;
+    diesel::delete(saved_criteria::table.find(email)).execute(conn)?;
+    Ok(())
+}
+
+/// The ticket and sender of a message (for the page that shows a mail's HTML).
+pub fn message_by_id(conn: &mut Conn, id: i64) -> anyhow::Result<Option<MessageRow>> {
+    Ok(messages::table.find(id).select(MessageRow::as_select()).first(conn).optional()?)
+}

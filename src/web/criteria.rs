@@ -1,0 +1,281 @@
+//! The list criteria as query parameters (SPEC §1): `number`, `status` (repeatable: new, open,
+//! waiting, closed, or `all`), `priority` (repeatable), `product`, `from`, `to` (YYYY-MM-DD:
+//! tickets active between the two days, both included), `q` (comma-separated keywords), `unread=1`,
+//! `sort` (number, subject, status, priority, updated, created; `-` in front for descending),
+//! `page`, `per_page` (10, 25, 50 or 100).
+//!
+//! Without `status`, the list shows the tickets that are not closed. A form submitted with no
+//! status box ticked (it carries `filter=1`) means no restriction on status. Values that cannot be
+//! read (a word as number, a date like 2026-13-40) are ignored rather than refused.
+
+use chrono::NaiveDate;
+
+use crate::domain::{Priority, Status};
+use crate::store::tickets::{ListCriteria, SortKey};
+
+pub const PAGE_SIZES: &[i64] = &[10, 25, 50, 100];
+pub const DEFAULT_PER_PAGE: i64 = 25;
+const DEFAULT_STATUSES: &[Status] = &[Status::New, Status::Open, Status::Waiting];
+
+/// The criteria as the person wrote them (kept for the form) and as the store reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Criteria {
+    pub number: Option<i64>,
+    pub statuses: Vec<Status>,
+    pub priorities: Vec<Priority>,
+    pub product: String,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub q: String,
+    pub unread: bool,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Criteria {
+            number: None,
+            statuses: DEFAULT_STATUSES.to_vec(),
+            priorities: Vec::new(),
+            product: String::new(),
+            from: None,
+            to: None,
+            q: String::new(),
+            unread: false,
+            sort: SortKey::Updated,
+            descending: true,
+            page: 1,
+            per_page: DEFAULT_PER_PAGE,
+        }
+    }
+}
+
+impl Criteria {
+    /// Reads a query string (the part after `?`).
+    pub fn parse(query: &str) -> Criteria {
+        let mut c = Criteria::default();
+        let pairs = parse_query(query);
+        let mut statuses: Option<Vec<Status>> = None;
+        let mut form = false;
+        for (key, value) in &pairs {
+            let value = value.trim();
+            match key.as_str() {
+                "number" => c.number = value.trim_start_matches('#').parse().ok().filter(|n: &i64| *n > 0),
+                "status" if value == "all" => statuses = Some(Status::ALL.to_vec()),
+                "status" => {
+                    if let Ok(s) = value.parse::<Status>() {
+                        let list = statuses.get_or_insert_with(Vec::new);
+                        if !list.contains(&s) {
+                            list.push(s);
+                        }
+                    }
+                }
+                "priority" => {
+                    if let Ok(p) = value.parse::<Priority>() {
+                        if !c.priorities.contains(&p) {
+                            c.priorities.push(p);
+                        }
+                    }
+                }
+                "product" => c.product = value.chars().take(200).collect(),
+                "from" => c.from = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok(),
+                "to" => c.to = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok(),
+                "q" => c.q = value.chars().take(500).collect(),
+                "unread" => c.unread = matches!(value, "1" | "true" | "on"),
+                "sort" => {
+                    let (desc, name) = match value.strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, value),
+                    };
+                    if let Some(k) = SortKey::parse(name) {
+                        c.sort = k;
+                        c.descending = desc;
+                    }
+                }
+                "page" => c.page = value.parse().ok().filter(|p: &i64| *p >= 1).unwrap_or(1).min(1_000_000),
+                "per_page" => {
+                    c.per_page = value.parse().ok().filter(|n| PAGE_SIZES.contains(n)).unwrap_or(DEFAULT_PER_PAGE)
+                }
+                "filter" => form = true,
+                _ => {}
+            }
+        }
+        c.statuses = match statuses {
+            Some(mut s) => {
+                s.sort_by_key(|s| Status::ALL.iter().position(|a| a == s));
+                s
+            }
+            None if form => Status::ALL.to_vec(),
+            None => DEFAULT_STATUSES.to_vec(),
+        };
+        c.priorities.sort_by_key(|p| Priority::ALL.iter().position(|a| a == p));
+        c
+    }
+
+    /// The canonical query string (without `page` when `with_page` is false): what links, saved
+    /// criteria and exports carry.
+    pub fn to_query(&self, with_page: bool) -> String {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(n) = self.number {
+            q.push(("number", n.to_string()));
+        }
+        if self.statuses.len() == Status::ALL.len() {
+            q.push(("status", "all".into()));
+        } else if self.statuses != DEFAULT_STATUSES {
+            q.extend(self.statuses.iter().map(|s| ("status", s.as_str().to_string())));
+        }
+        q.extend(self.priorities.iter().map(|p| ("priority", p.as_str().to_string())));
+        if !self.product.is_empty() {
+            q.push(("product", self.product.clone()));
+        }
+        if let Some(d) = self.from {
+            q.push(("from", d.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(d) = self.to {
+            q.push(("to", d.format("%Y-%m-%d").to_string()));
+        }
+        if !self.q.is_empty() {
+            q.push(("q", self.q.clone()));
+        }
+        if self.unread {
+            q.push(("unread", "1".into()));
+        }
+        if self.sort != SortKey::Updated || !self.descending {
+            q.push(("sort", self.sort_param(self.sort, self.descending)));
+        }
+        if with_page && self.page > 1 {
+            q.push(("page", self.page.to_string()));
+        }
+        if self.per_page != DEFAULT_PER_PAGE {
+            q.push(("per_page", self.per_page.to_string()));
+        }
+        q.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
+    }
+
+    pub fn sort_param(&self, key: SortKey, descending: bool) -> String {
+        format!("{}{}", if descending { "-" } else { "" }, key.as_str())
+    }
+
+    /// The keywords of `q`: comma-separated, trimmed, at most 10.
+    pub fn keywords(&self) -> Vec<String> {
+        self.q.split(',').map(str::trim).filter(|k| !k.is_empty()).take(10).map(str::to_string).collect()
+    }
+
+    /// The store's criteria: this page, or every matching ticket (`paged` false, for exports).
+    pub fn to_list(&self, paged: bool) -> ListCriteria {
+        let day = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+        ListCriteria {
+            number: self.number,
+            statuses: self.statuses.clone(),
+            priorities: self.priorities.clone(),
+            product: Some(self.product.clone()).filter(|p| !p.is_empty()),
+            from: self.from.and_then(day),
+            until: self.to.and_then(|d| d.succ_opt()).and_then(day),
+            keywords: self.keywords(),
+            unread_only: self.unread,
+            sort: self.sort,
+            descending: self.descending,
+            offset: if paged { (self.page - 1) * self.per_page } else { 0 },
+            limit: paged.then_some(self.per_page),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs, repeated keys kept in order.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Percent-decoding with `+` as a space; invalid UTF-8 is replaced, never an error.
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encoding of everything but the unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_query_is_the_default_list_of_open_tickets() {
+        let c = Criteria::parse("");
+        assert_eq!(c, Criteria::default());
+        assert_eq!(c.to_query(true), "");
+        assert_eq!(c.to_list(true).statuses, vec![Status::New, Status::Open, Status::Waiting]);
+    }
+
+    #[test]
+    fn every_criterion_is_read_and_written_back() {
+        let q = "number=42&status=closed&status=new&priority=blocking&product=Imprimante+X&from=2026-01-02&to=2026-02-03&q=toner%2C+bourrage&unread=1&sort=-number&page=3&per_page=50";
+        let c = Criteria::parse(q);
+        assert_eq!(c.number, Some(42));
+        assert_eq!(c.statuses, vec![Status::New, Status::Closed]);
+        assert_eq!(c.priorities, vec![Priority::Blocking]);
+        assert_eq!(c.product, "Imprimante X");
+        assert_eq!(c.keywords(), vec!["toner", "bourrage"]);
+        assert!(c.unread && c.descending && c.sort == SortKey::Number);
+        assert_eq!((c.page, c.per_page), (3, 50));
+        assert_eq!(Criteria::parse(&c.to_query(true)), c);
+        let l = c.to_list(true);
+        assert_eq!((l.offset, l.limit), (100, Some(50)));
+        // `to` includes its whole day.
+        assert_eq!(l.until.unwrap() - l.from.unwrap(), 33 * 86_400);
+    }
+
+    #[test]
+    fn odd_values_are_ignored() {
+        let c = Criteria::parse("number=abc&status=bogus&from=2026-13-40&per_page=7&page=-2&sort=evil");
+        assert_eq!(c, Criteria::default());
+        assert_eq!(Criteria::parse("filter=1").statuses, Status::ALL.to_vec());
+        assert_eq!(Criteria::parse("status=all").to_query(false), "status=all");
+    }
+
+    #[test]
+    fn percent_coding_round_trips() {
+        let s = "é & =+%/?#<x>";
+        assert_eq!(decode(&encode(s)), s);
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("%zz%41"), "%zzA");
+    }
+}

@@ -1,0 +1,153 @@
+//! Server-rendered pages: Handlebars templates from `web-templates/`, compiled into the binary and
+//! registered once, in strict mode (a variable a template names but the context lacks is an error)
+//! with HTML escaping on. The words of the pages live in `web-templates/strings.toml`, one table per
+//! language with the same keys; every template reaches them as `t.<key>`.
+//!
+//! Every page gets the common context of [`Page`]: `t`, `lang`, `title`, `helpdesk_name`, and
+//! `viewer` (`{email, staff, csrf}`, or `false` before login).
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use handlebars::Handlebars;
+use include_dir::{Dir, include_dir};
+use serde_json::{Value, json};
+
+use super::WebError;
+use super::session::{Lang, Viewer};
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web-templates");
+
+static REGISTRY: LazyLock<Handlebars<'static>> = LazyLock::new(|| build_registry().expect("web templates compile"));
+
+static STRINGS: LazyLock<BTreeMap<String, Value>> = LazyLock::new(|| load_strings().expect("web strings load"));
+
+/// The page templates, by name (file name without `.hbs`; `_name` files are partials).
+pub const PAGES: &[&str] = &["login", "login_confirm", "list", "ticket", "new_ticket", "error"];
+
+fn build_registry() -> anyhow::Result<Handlebars<'static>> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.set_dev_mode(false);
+    for file in TEMPLATES.files() {
+        let name = file.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(stem) = name.strip_suffix(".hbs") else { continue };
+        let source = file.contents_utf8().ok_or_else(|| anyhow::anyhow!("{name} is not UTF-8"))?;
+        match stem.strip_prefix('_') {
+            Some(partial) => hb.register_partial(partial, source)?,
+            None => hb.register_template_string(stem, source)?,
+        }
+    }
+    for page in PAGES {
+        anyhow::ensure!(hb.has_template(page), "web template {page}.hbs is missing");
+    }
+    Ok(hb)
+}
+
+fn load_strings() -> anyhow::Result<BTreeMap<String, Value>> {
+    let file = TEMPLATES.get_file("strings.toml").ok_or_else(|| anyhow::anyhow!("strings.toml is missing"))?;
+    let table: BTreeMap<String, toml::Value> = toml::from_str(file.contents_utf8().unwrap_or_default())?;
+    Ok(table.into_iter().map(|(lang, v)| (lang, serde_json::to_value(v).unwrap_or(Value::Null))).collect())
+}
+
+/// The strings of a language (`t` in the templates).
+pub fn strings(lang: Lang) -> &'static Value {
+    &STRINGS[lang.code()]
+}
+
+/// One string, with `{name}` placeholders replaced.
+pub fn text(lang: Lang, key: &str, args: &[(&str, String)]) -> String {
+    let mut s = strings(lang).get(key).and_then(Value::as_str).unwrap_or(key).to_string();
+    for (name, value) in args {
+        s = s.replace(&format!("{{{name}}}"), value);
+    }
+    s
+}
+
+/// A page about to be rendered.
+pub struct Page<'a> {
+    pub template: &'static str,
+    pub lang: Lang,
+    pub title: String,
+    pub viewer: Option<&'a Viewer>,
+    pub helpdesk_name: &'a str,
+    /// The page's own variables, merged into the common ones.
+    pub data: Value,
+}
+
+impl Page<'_> {
+    pub fn render(self) -> Result<String, WebError> {
+        let mut ctx = json!({
+            "t": strings(self.lang),
+            "lang": self.lang.code(),
+            "title": self.title,
+            "helpdesk_name": self.helpdesk_name,
+            "viewer": match self.viewer {
+                Some(v) => json!({"email": v.address.as_str(), "staff": v.is_staff(), "csrf": v.session.csrf}),
+                None => json!(false),
+            },
+        });
+        if let (Some(base), Value::Object(extra)) = (ctx.as_object_mut(), self.data) {
+            base.extend(extra);
+        }
+        REGISTRY
+            .render(self.template, &ctx)
+            .map_err(|e| WebError::Unexpected(anyhow::anyhow!("rendering {}.hbs: {e}", self.template)))
+    }
+}
+
+/// The page of an error (never fails: a plain text fallback if the template does).
+pub fn error_page(lang: Lang, code: &str, message: Option<&str>, helpdesk_name: &str) -> String {
+    let heading = text(lang, &format!("error_{code}"), &[]);
+    let page = Page {
+        template: "error",
+        lang,
+        title: heading.clone(),
+        viewer: None,
+        helpdesk_name,
+        data: json!({"heading": heading, "message": message.unwrap_or(""), "code": code}),
+    };
+    page.render().unwrap_or_else(|_| heading)
+}
+
+/// A time for people: `30/11/2026 09:05` (fr) or `2026-11-30 09:05` (en), in UTC; pages wrap it in
+/// `<time datetime=…>` and the progressive script shows it in the reader's time zone.
+pub fn human_time(lang: Lang, t: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+    match lang {
+        Lang::Fr => dt.format("%d/%m/%Y %H:%M UTC").to_string(),
+        Lang::En => dt.format("%Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+/// `{human, iso}` for templates.
+pub fn time_json(lang: Lang, t: i64) -> Value {
+    json!({"human": human_time(lang, t), "iso": crate::store::rfc3339(t)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_has_the_same_strings() {
+        let fr = strings(Lang::Fr).as_object().unwrap();
+        let en = strings(Lang::En).as_object().unwrap();
+        let missing: Vec<_> = fr.keys().filter(|k| !en.contains_key(*k)).chain(en.keys().filter(|k| !fr.contains_key(*k))).collect();
+        assert!(missing.is_empty(), "strings missing in one language: {missing:?}");
+        assert!(fr.len() > 50);
+    }
+
+    #[test]
+    fn the_templates_compile_and_error_pages_render_in_both_languages() {
+        LazyLock::force(&REGISTRY);
+        for lang in [Lang::Fr, Lang::En] {
+            for code in ["not_found", "login_required", "forbidden", "bad_request", "too_large", "rate_limited", "internal"] {
+                let page = error_page(lang, code, Some("<b>détail</b>"), "Support & Co");
+                assert!(page.contains("<html"), "{code}: {page}");
+                assert!(page.contains("&lt;b&gt;détail"), "escaped: {page}");
+                assert!(page.contains("Support &amp; Co"));
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Runs the real `guichet` binary against a real mail stack: configuration, daemon, CLI.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::mail_stack::MailStack;
+
+pub const HELPDESK: &str = "support@example.com";
+pub const STAFF: &str = "alice@example.com";
+
+/// A configuration file for a helpdesk reading `support@example.com` on the stack's Dovecot and
+/// sending through its Postfix. `extra_helpdesk` goes in [helpdesk]; `extra` is appended (TOML).
+pub struct Config {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub database_url: String,
+    pub web_port: u16,
+}
+
+impl Config {
+    pub fn new(stack: &MailStack, extra_helpdesk: &str, extra: &str) -> Config {
+        Config::with_database(stack, extra_helpdesk, extra, None)
+    }
+
+    pub fn with_database(stack: &MailStack, extra_helpdesk: &str, extra: &str, database_url: Option<&str>) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url =
+            database_url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}/guichet.db", dir.path().display()));
+        let web_port = free_port();
+        let mut toml = format!(
+            r#"
+[helpdesk]
+address = "{HELPDESK}"
+name = "Support"
+staff = ["{STAFF}", "@support.example.com"]
+public_url = "http://127.0.0.1:{web_port}"
+trusted_authserv_id = "mx.example.com"
+{extra_helpdesk}
+
+[database]
+url = "{database_url}"
+
+[web]
+listen = "127.0.0.1:{web_port}"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+timeout_seconds = 10
+
+{extra}
+"#,
+            smtp = stack.smtp_port,
+        );
+        if !extra.contains("[[mailbox]]") {
+            toml.push_str(&mailbox(stack, ""));
+        }
+        let path = dir.path().join("guichet.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config { dir, path, database_url, web_port }
+    }
+
+    /// Runs a `guichet` command to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command(&self.path).args(args).output().expect("guichet runs")
+    }
+
+    /// `guichet ticket N --json`, parsed; None when there is no such ticket.
+    pub fn ticket(&self, n: i64) -> Option<serde_json::Value> {
+        let out = self.cli(&["ticket", &n.to_string(), "--json"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("ticket JSON"))
+    }
+
+    pub fn tickets(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["tickets", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["tickets"].as_array().unwrap().clone()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn start(&self) -> Daemon {
+        let log = self.dir.path().join(format!("daemon-{}.log", rand_suffix()));
+        let child = command(&self.path)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+            .spawn()
+            .expect("guichet run starts");
+        Daemon { child: Some(child), log }
+    }
+}
+
+/// A `[[mailbox]]` block for `support@example.com` on the stack's Dovecot.
+pub fn mailbox(stack: &MailStack, extra: &str) -> String {
+    format!(
+        r#"
+[[mailbox]]
+name = "support"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+username = "{HELPDESK}"
+password = "{password}"
+folder = "INBOX"
+processed_folder = "Processed"
+poll_seconds = 1
+service = "Support"
+{extra}
+"#,
+        port = stack.imap_port,
+        password = MailStack::PASSWORD,
+    )
+}
+
+fn command(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_guichet"));
+    c.arg("-c").arg(config).env("RUST_LOG", "info,guichet=debug");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GUICHET") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `guichet run`; stopped with SIGTERM when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// SIGTERM, then waits: the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("guichet did not stop within 20 s of SIGTERM; log: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let err = std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default();
+        format!("{out}{err}")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- guichet daemon log ---\n{}", tail(&self.logs(), 60));
+        }
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain RFC 5322 mail to the helpdesk (LF line ends; the harness converts to CRLF).
+pub fn mail(from: &str, subject: &str, message_id: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\nTo: {HELPDESK}\nSubject: {subject}\nMessage-ID: <{message_id}>\nDate: Mon, 30 Nov 2026 09:00:00 +0100\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n{extra_headers}\n{body}\n"
+    )
+    .into_bytes()
+}
+
+/// The value of a header in raw mail bytes (first occurrence, unfolded).
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let parsed = mail_parser::MessageParser::default().parse(raw)?;
+    parsed.header_raw(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Async polling for tests running on tokio (the check may block briefly, e.g. run the CLI).
+pub async fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = tokio::task::block_in_place(&mut check) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,180 @@
+//! Shared by tests/web_http.rs and tests/web_browser.rs: the real server on a port of its own, with
+//! its own SQLite file, tickets seeded through the real ingest path, and helpers to read what went
+//! to the outbox.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel::prelude::*;
+use guichet::app::{App, Shutdown};
+use guichet::config::Settings;
+use guichet::desk::inbound::Outcome;
+use guichet::store::outbox::OutboxRow;
+use guichet::store::schema::outbox;
+
+pub const STAFF: &str = "alice@example.com";
+pub const MARIE: &str = "marie.dupont@cisa.example";
+pub const PAUL: &str = "paul.martin@cisa.example";
+pub const BOB: &str = "bob@other.example";
+
+pub struct TestApp {
+    pub app: App,
+    pub base: String,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts the real server (`web::serve`) on 127.0.0.1:0 with a fresh database. `extra` is TOML
+/// appended to the test configuration (`[helpdesk]` keys go in `helpdesk_extra`).
+pub async fn spawn(helpdesk_extra: &str, extra: &str) -> TestApp {
+    spawn_with_url(helpdesk_extra, extra, None).await
+}
+
+pub async fn spawn_with_url(helpdesk_extra: &str, extra: &str, public_url: Option<&str>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        r#"
+[helpdesk]
+address = "support@example.com"
+name = "Support Test"
+staff = ["{STAFF}"]
+public_url = "{}"
+{helpdesk_extra}
+
+[[company]]
+name = "Cisa Informatique"
+domains = ["cisa.example"]
+shared = true
+
+[database]
+url = "sqlite://{}"
+
+[web]
+listen = "127.0.0.1:{port}"
+{extra}
+"#,
+        public_url.unwrap_or(&base),
+        dir.path().join("guichet.db").display()
+    );
+    let file = dir.path().join("guichet.toml");
+    std::fs::write(&file, config).unwrap();
+    // An explicit, empty environment: GUICHET__… variables of the machine must not leak in.
+    let settings = Settings::load_from(Some(&file), Path::new("/nonexistent/default.toml"), &[]).unwrap();
+    let app = App::open(settings).unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    tokio::spawn(guichet::web::serve(app.clone(), listener, shutdown));
+    TestApp { app, base, port, _dir: dir, stop }
+}
+
+static MAIL_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A plain text mail.
+pub fn mail(from: &str, subject: &str, body: &str) -> Vec<u8> {
+    mail_with(from, subject, &[], "text/plain; charset=utf-8", body)
+}
+
+/// A mail with extra header lines and a body of the given content type.
+pub fn mail_with(from: &str, subject: &str, headers: &[&str], content_type: &str, body: &str) -> Vec<u8> {
+    let n = MAIL_COUNTER.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    let mut m = format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <t{pid}-{n}@test.example>\r\n\
+         Date: Mon, 30 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    );
+    for h in headers {
+        m.push_str(h);
+        m.push_str("\r\n");
+    }
+    m.push_str(&format!("Content-Type: {content_type}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"));
+    m.into_bytes()
+}
+
+/// A mail with one text part and one attachment (`name`, `content_type`, bytes).
+pub fn mail_with_file(from: &str, subject: &str, body: &str, name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let multipart = format!(
+        "--XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n--XYZ\r\nContent-Type: {content_type}; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XYZ--",
+        lines.join("\r\n")
+    );
+    mail_with(from, subject, &[], "multipart/mixed; boundary=\"XYZ\"", &multipart)
+}
+
+impl TestApp {
+    /// Ingests a raw mail through the real path; returns the ticket number it went to.
+    pub fn ingest(&self, raw: Vec<u8>) -> i64 {
+        match self.app.ingest_one(&raw, "test").unwrap() {
+            Outcome::Ticket { number, .. } => number,
+            other => panic!("mail not stored in a ticket: {other:?}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every outbox row, oldest first.
+    pub fn outbox(&self) -> Vec<OutboxRow> {
+        self.app
+            .store
+            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
+            .unwrap()
+    }
+
+    pub fn outbox_for(&self, recipient: &str, event: &str) -> Vec<OutboxRow> {
+        self.outbox().into_iter().filter(|r| r.recipient == recipient && r.event == event).collect()
+    }
+
+    /// The token of the latest login link mailed to `email`, read from the queued mail's bytes.
+    pub fn login_token_from_outbox(&self, email: &str) -> Option<String> {
+        let row = self.outbox_for(email, "login_link").pop()?;
+        let text = mail_text(&row.data);
+        let start = text.find("/login/")? + "/login/".len();
+        let token: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+        (!token.is_empty()).then_some(token)
+    }
+
+    /// A fresh login token made directly (as `guichet login-link` does).
+    pub fn login_token(&self, email: &str) -> String {
+        self.app.store.write(|c| guichet::auth::create_login_token(c, email, None, guichet::store::now())).unwrap()
+    }
+
+    /// A client with its own cookie jar, logged in as `email` through `POST /login/{token}`.
+    pub async fn client_for(&self, email: &str) -> reqwest::Client {
+        let client = client();
+        let token = self.login_token(email);
+        let r = client.post(self.url(&format!("/login/{token}"))).send().await.unwrap();
+        assert_eq!(r.status(), 303, "login of {email}");
+        client
+    }
+}
+
+/// The text body of a queued mail (decoded whatever its transfer encoding).
+pub fn mail_text(data: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(data).expect("a mail");
+    parsed.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+}
+
+/// A client that keeps cookies and does not follow redirects (tests look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// The value of the first hidden `csrf` field of a page.
+pub fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_string()
+}
