@@ -2,9 +2,9 @@
 //! searches, reads and answers a ticket with a file; a hostile HTML mail runs nothing and loads
 //! nothing. Needs the Debian packages chromium and chromium-driver (scripts/install-test-deps).
 
+mod web_support;
 #[path = "common/webdriver.rs"]
 mod webdriver;
-mod web_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +26,9 @@ async fn hit_counter() -> (u16, Arc<AtomicUsize>) {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buf)).await;
-                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
             });
         }
     });
@@ -80,7 +82,9 @@ async fn a_customer_logs_in_searches_reads_and_answers_in_a_real_browser() {
     browser.click(&browser.find("#search").await).await;
     assert!(browser.wait_until("return location.search.includes('photoconducteur')", Duration::from_secs(10)).await);
     browser.find("#tickets").await;
-    let found = browser.execute("return Array.from(document.querySelectorAll('#tickets tbody tr')).map(r => r.dataset.number)").await;
+    let found = browser
+        .execute("return Array.from(document.querySelectorAll('#tickets tbody tr')).map(r => r.dataset.number)")
+        .await;
     assert_eq!(found, serde_json::json!([printer.to_string()]));
 
     // Open it and answer with a file.
@@ -177,8 +181,5 @@ async fn a_hostile_html_mail_runs_nothing_and_loads_nothing_in_a_real_browser() 
 
 /// The id of a ticket's first message.
 fn n_first_message(app: &web_support::TestApp, n: i64) -> i64 {
-    app.app
-        .store
-        .read(|c| Ok(guichet::store::tickets::messages_of(c, n, false)?[0].id))
-        .unwrap()
+    app.app.store.read(|c| Ok(guichet::store::tickets::messages_of(c, n, false)?[0].id)).unwrap()
 }

@@ -6,7 +6,9 @@ mod web_support;
 use std::io::Read;
 
 use reqwest::multipart::{Form, Part};
-use web_support::{BOB, MARIE, PAUL, STAFF, TestApp, client, csrf_of, mail, mail_with, mail_with_file, spawn, spawn_with_url};
+use web_support::{
+    BOB, MARIE, PAUL, STAFF, TestApp, client, csrf_of, mail, mail_with, mail_with_file, spawn, spawn_with_url,
+};
 
 async fn text(r: reqwest::Response) -> String {
     r.text().await.unwrap()
@@ -158,14 +160,30 @@ async fn the_cli_login_link_works_with_the_same_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_customers_ticket_and_attachment_answer_404() {
     let app = spawn("", "").await;
-    let maries = app.ingest(mail_with_file(MARIE, "Facture", "Voir pièce jointe", "facture.pdf", "application/pdf", b"%PDF-1.4 secret"));
+    let maries = app.ingest(mail_with_file(
+        MARIE,
+        "Facture",
+        "Voir pièce jointe",
+        "facture.pdf",
+        "application/pdf",
+        b"%PDF-1.4 secret",
+    ));
     let bobs = app.ingest(mail(BOB, "Autre", "Rien à voir"));
-    let json: serde_json::Value = app.app.store.read(|c| Ok(serde_json::to_value(guichet::store::tickets::ticket_with_messages(c, maries, false)?)?)).unwrap();
+    let json: serde_json::Value = app
+        .app
+        .store
+        .read(|c| Ok(serde_json::to_value(guichet::store::tickets::ticket_with_messages(c, maries, false)?)?))
+        .unwrap();
     let file_id = json["messages"][0]["attachments"][0]["id"].as_i64().unwrap();
 
     let bob = app.client_for(BOB).await;
     let missing = text(get(&bob, &app, "/tickets/99999").await).await;
-    for path in [format!("/tickets/{maries}"), format!("/api/tickets/{maries}"), format!("/attachments/{file_id}"), format!("/tickets/{maries}/reply")] {
+    for path in [
+        format!("/tickets/{maries}"),
+        format!("/api/tickets/{maries}"),
+        format!("/attachments/{file_id}"),
+        format!("/tickets/{maries}/reply"),
+    ] {
         let r = get(&bob, &app, &path).await;
         assert!(r.status() == 404 || path.ends_with("/reply") && r.status() == 405, "{path}: {}", r.status());
     }
@@ -263,10 +281,20 @@ async fn staff_see_every_ticket_and_their_notes_never_reach_customers() {
 /// Three tickets of Marie's: one answered with a word found only in the answer, one closed.
 fn seed(app: &TestApp) -> (i64, i64, i64) {
     let printer = app.ingest(mail(MARIE, "Imprimante bloquée", "Elle affiche une erreur."));
-    app.ingest(mail(MARIE, &format!("Re: [Ticket #{printer}] Imprimante bloquée"), "Le technicien parle de tambour photoconducteur."));
+    app.ingest(mail(
+        MARIE,
+        &format!("Re: [Ticket #{printer}] Imprimante bloquée"),
+        "Le technicien parle de tambour photoconducteur.",
+    ));
     let vpn = app.ingest(mail(MARIE, "Accès VPN", "Je ne peux plus me connecter."));
     let old = app.ingest(mail(MARIE, "Vieux problème", "Réglé depuis."));
-    app.ingest(mail_with(STAFF, &format!("Re: [Ticket #{old}] Vieux problème"), &[], "text/plain; charset=utf-8", "#status closed\nC'est réglé."));
+    app.ingest(mail_with(
+        STAFF,
+        &format!("Re: [Ticket #{old}] Vieux problème"),
+        &[],
+        "text/plain; charset=utf-8",
+        "#status closed\nC'est réglé.",
+    ));
     (printer, vpn, old)
 }
 
@@ -317,7 +345,13 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     assert_eq!(get(&c, &app, &format!("/tickets/{printer}")).await.status(), 200);
     assert_eq!(numbers(&api("?unread=1").await), vec![vpn]);
     // A new answer makes it unread again.
-    app.ingest(mail_with(STAFF, &format!("Re: [Ticket #{printer}] Imprimante bloquée"), &[], "text/plain; charset=utf-8", "Le technicien passe demain."));
+    app.ingest(mail_with(
+        STAFF,
+        &format!("Re: [Ticket #{printer}] Imprimante bloquée"),
+        &[],
+        "text/plain; charset=utf-8",
+        "Le technicien passe demain.",
+    ));
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     let unread = api("?unread=1").await;
     assert!(numbers(&unread).contains(&vpn));
@@ -347,10 +381,11 @@ async fn exports_hold_the_selected_rows() {
     assert_eq!(listed, vec![printer, vpn, old]);
     assert_eq!(&rows[0][1], "Imprimante bloquée");
 
-    let only: Vec<i64> = csv::Reader::from_reader(text(get(&c, &app, "/tickets/export.csv?q=photoconducteur").await).await.as_bytes())
-        .records()
-        .map(|r| r.unwrap()[0].parse().unwrap())
-        .collect();
+    let only: Vec<i64> =
+        csv::Reader::from_reader(text(get(&c, &app, "/tickets/export.csv?q=photoconducteur").await).await.as_bytes())
+            .records()
+            .map(|r| r.unwrap()[0].parse().unwrap())
+            .collect();
     assert_eq!(only, vec![printer]);
 
     let r = get(&c, &app, "/tickets/export.xlsx?status=closed").await;
@@ -374,7 +409,12 @@ async fn saved_criteria_apply_until_forgotten() {
     let c = app.client_for(MARIE).await;
     let page = text(get(&c, &app, "/").await).await;
     let csrf = csrf_of(&page);
-    let r = c.post(app.url("/criteria/save")).form(&[("csrf", csrf.as_str()), ("query", "q=photoconducteur")]).send().await.unwrap();
+    let r = c
+        .post(app.url("/criteria/save"))
+        .form(&[("csrf", csrf.as_str()), ("query", "q=photoconducteur")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let page = text(get(&c, &app, "/").await).await;
     assert!(page.contains("Imprimante bloquée") && !page.contains("Accès VPN"), "saved criteria applied on /");
@@ -394,10 +434,10 @@ async fn an_answer_with_a_file_is_stored_and_announced_to_staff() {
     let c = app.client_for(MARIE).await;
     let csrf = csrf_of(&text(get(&c, &app, &format!("/tickets/{n}")).await).await);
     let before = app.outbox_for(STAFF, "customer_answer").len();
-    let form = Form::new()
-        .text("csrf", csrf)
-        .text("body", "Voici la photo de l'écran.")
-        .part("files", Part::bytes(b"\x89PNG\r\n\x1a\nfake".to_vec()).file_name("écran.png").mime_str("image/png").unwrap());
+    let form = Form::new().text("csrf", csrf).text("body", "Voici la photo de l'écran.").part(
+        "files",
+        Part::bytes(b"\x89PNG\r\n\x1a\nfake".to_vec()).file_name("écran.png").mime_str("image/png").unwrap(),
+    );
     let r = c.post(app.url(&format!("/tickets/{n}/reply"))).multipart(form).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(r.headers()["location"].to_str().unwrap().starts_with(&format!("/tickets/{n}?done=replied")));
@@ -456,7 +496,12 @@ async fn closing_and_reopening_with_a_reason_tell_staff() {
     assert_eq!(r.status(), 303);
     let page = text(get(&c, &app, &format!("/tickets/{n}")).await).await;
     assert!(page.contains("/reopen"), "a closed ticket offers reopening");
-    let r = c.post(app.url(&format!("/tickets/{n}/reopen"))).form(&[("csrf", csrf.as_str()), ("reason", "  ")]).send().await.unwrap();
+    let r = c
+        .post(app.url(&format!("/tickets/{n}/reopen")))
+        .form(&[("csrf", csrf.as_str()), ("reason", "  ")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "a reason is needed");
     let r = c
         .post(app.url(&format!("/tickets/{n}/reopen")))
@@ -490,7 +535,10 @@ async fn a_ticket_opened_from_the_web_is_acknowledged_and_announced() {
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let n: i64 = location.trim_start_matches("/tickets/").split('?').next().unwrap().parse().unwrap();
     let json: serde_json::Value = get(&c, &app, &format!("/api/tickets/{n}")).await.json().await.unwrap();
-    assert_eq!((json["subject"].as_str(), json["priority"].as_str(), json["product"].as_str()), (Some("Écran noir"), Some("blocking"), Some("Poste 12")));
+    assert_eq!(
+        (json["subject"].as_str(), json["priority"].as_str(), json["product"].as_str()),
+        (Some("Écran noir"), Some("blocking"), Some("Poste 12"))
+    );
     assert_eq!(json["company"], "Cisa Informatique");
     assert_eq!(json["messages"][0]["attachments"][0]["name"], "journal.txt");
     assert_eq!(app.outbox_for(MARIE, "ticket_created").len(), 2, "acknowledged, as by mail");
@@ -504,7 +552,14 @@ async fn every_response_carries_the_security_headers() {
     let app = spawn("", "").await;
     let n = app.ingest(mail(MARIE, "x", "y"));
     let c = app.client_for(MARIE).await;
-    for path in ["/login".to_string(), "/".to_string(), format!("/tickets/{n}"), "/nothing-here".into(), "/static/guichet.css".into(), "/api/tickets".into()] {
+    for path in [
+        "/login".to_string(),
+        "/".to_string(),
+        format!("/tickets/{n}"),
+        "/nothing-here".into(),
+        "/static/guichet.css".into(),
+        "/api/tickets".into(),
+    ] {
         let r = get(&c, &app, &path).await;
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
@@ -526,7 +581,10 @@ async fn the_session_cookie_is_http_only_lax_and_secure_behind_https() {
         let r = client().post(app.url(&format!("/login/{token}"))).send().await.unwrap();
         let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
         assert!(cookie.starts_with("guichet_session="));
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
         assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
     }
 }
@@ -546,18 +604,36 @@ async fn forms_without_the_session_token_or_from_another_site_are_refused() {
     assert_eq!(json["status"], "new");
     assert_eq!(json["messages"].as_array().unwrap().len(), 1);
     // The login forms check where the POST comes from.
-    let r = client().post(app.url("/login")).header("origin", "https://evil.example").form(&[("email", MARIE)]).send().await.unwrap();
+    let r = client()
+        .post(app.url("/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("email", MARIE)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let token = app.login_token(MARIE);
-    let r = client().post(app.url(&format!("/login/{token}"))).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    let r =
+        client().post(app.url(&format!("/login/{token}"))).header("sec-fetch-site", "cross-site").send().await.unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(client().post(app.url(&format!("/login/{token}"))).send().await.unwrap().status(), 303, "token not spent by the refusal");
+    assert_eq!(
+        client().post(app.url(&format!("/login/{token}"))).send().await.unwrap().status(),
+        303,
+        "token not spent by the refusal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_subjects_file_names_and_html_are_escaped_or_sanitised() {
     let app = spawn("", "").await;
-    let n = app.ingest(mail_with_file(MARIE, "<script>alert('sujet')</script>", "texte <b>gras</b>", "<img src=x onerror=alert(1)>.txt", "text/plain", b"x"));
+    let n = app.ingest(mail_with_file(
+        MARIE,
+        "<script>alert('sujet')</script>",
+        "texte <b>gras</b>",
+        "<img src=x onerror=alert(1)>.txt",
+        "text/plain",
+        b"x",
+    ));
     let html = "<html><body><p>Bonjour</p><script>alert('corps')</script><img src=x onerror=\"alert(2)\"><a href=\"javascript:alert(3)\">lien</a></body></html>";
     app.ingest(mail_with(MARIE, &format!("Re: [Ticket #{n}] x"), &[], "text/html; charset=utf-8", html));
     let c = app.client_for(MARIE).await;
@@ -570,13 +646,24 @@ async fn hostile_subjects_file_names_and_html_are_escaped_or_sanitised() {
     let json: serde_json::Value = get(&c, &app, &format!("/api/tickets/{n}")).await.json().await.unwrap();
     let id = json["messages"][1]["id"].as_i64().unwrap();
     let sanitized = json["messages"][1]["html"].as_str().unwrap();
-    assert!(sanitized.contains("Bonjour") && !sanitized.contains("script") && !sanitized.contains("onerror") && !sanitized.contains("javascript:"));
+    assert!(
+        sanitized.contains("Bonjour")
+            && !sanitized.contains("script")
+            && !sanitized.contains("onerror")
+            && !sanitized.contains("javascript:")
+    );
     let frame = get(&c, &app, &format!("/messages/{id}/html")).await;
     assert_eq!(frame.status(), 200);
     let csp = frame.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("sandbox") && csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
     let body = text(frame).await;
-    assert!(body.contains("Bonjour") && !body.contains("<script") && !body.contains("onerror") && !body.contains("javascript:"), "{body}");
+    assert!(
+        body.contains("Bonjour")
+            && !body.contains("<script")
+            && !body.contains("onerror")
+            && !body.contains("javascript:"),
+        "{body}"
+    );
     // Someone else cannot read that frame either.
     let bob = app.client_for(BOB).await;
     assert_eq!(get(&bob, &app, &format!("/messages/{id}/html")).await.status(), 404);

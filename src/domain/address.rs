@@ -52,8 +52,6 @@ impl EmailAddress {
                 | "no-reply"
                 | "donotreply"
                 | "do-not-reply"
-                | "bounce"
-                | "bounces"
         ) || base.starts_with("noreply")
             || base.starts_with("no-reply")
     }

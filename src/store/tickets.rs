@@ -755,22 +755,34 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria) {
         b.push(" AND t.created_at < ").param(Param::Int(until));
     }
     let notes = if audience.is_staff() { "" } else { " AND m.kind <> 'note'" };
+    // A customer sees few tickets: each of their messages is checked against the index (a
+    // rowid seek per message). Staff and shared companies see many: the messages matching the
+    // keyword are listed once, then their tickets, so the work follows the keyword's rarity.
+    let per_ticket = matches!(audience, Audience::Customer { shared_company: None, .. });
     for query in c.keywords.iter().filter_map(|k| keyword_query(k)) {
-        // One materialised set of matching messages per keyword, then their tickets: the
-        // full-text index does the work, whatever the number of tickets the person sees.
-        if b.sqlite {
-            b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ")
-                .param(Param::Text(query))
-                .push(")")
-                .push(notes)
-                .push(")");
-        } else {
-            let plain = query.replace('"', "");
-            b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
-                .param(Param::Text(plain))
-                .push(")))")
-                .push(notes)
-                .push(")");
+        match (b.sqlite, per_ticket) {
+            (true, true) => {
+                b.push(" AND EXISTS (SELECT 1 FROM messages m JOIN message_search ON message_search.rowid = m.id WHERE m.ticket_number = t.number")
+                    .push(notes)
+                    .push(" AND message_search MATCH ")
+                    .param(Param::Text(query))
+                    .push(")");
+            }
+            (true, false) => {
+                b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ")
+                    .param(Param::Text(query))
+                    .push(")")
+                    .push(notes)
+                    .push(")");
+            }
+            (false, _) => {
+                let plain = query.replace('"', "");
+                b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
+                    .param(Param::Text(plain))
+                    .push(")))")
+                    .push(notes)
+                    .push(")");
+            }
         }
     }
     if c.unread_only {

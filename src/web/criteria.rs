@@ -74,10 +74,10 @@ impl Criteria {
                     }
                 }
                 "priority" => {
-                    if let Ok(p) = value.parse::<Priority>() {
-                        if !c.priorities.contains(&p) {
-                            c.priorities.push(p);
-                        }
+                    if let Ok(p) = value.parse::<Priority>()
+                        && !c.priorities.contains(&p)
+                    {
+                        c.priorities.push(p);
                     }
                 }
                 "product" => c.product = value.chars().take(200).collect(),

@@ -23,8 +23,17 @@ use crate::store::tickets::ListedTicket;
 pub const MAX_ROWS: usize = 100_000;
 
 const COLUMNS: &[&str] = &[
-    "number", "subject", "status", "priority", "requester", "company", "product", "service", "created_at",
-    "updated_at", "unread",
+    "number",
+    "subject",
+    "status",
+    "priority",
+    "requester",
+    "company",
+    "product",
+    "service",
+    "created_at",
+    "updated_at",
+    "unread",
 ];
 
 async fn rows(app: &App, viewer: &Viewer, query: Option<String>) -> Result<Vec<ListedTicket>, WebError> {
@@ -95,7 +104,19 @@ fn workbook(lang: super::session::Lang, rows: &[ListedTicket]) -> anyhow::Result
     sheet.set_name(text(lang, "list_title", &[]))?;
     let bold = Format::new().set_bold();
     let date = Format::new().set_num_format(if lang.code() == "fr" { "dd/mm/yyyy hh:mm" } else { "yyyy-mm-dd hh:mm" });
-    let headers = ["col_number", "col_subject", "col_status", "col_priority", "col_requester", "col_company", "col_product", "col_service", "col_created", "col_updated", "col_unread"];
+    let headers = [
+        "col_number",
+        "col_subject",
+        "col_status",
+        "col_priority",
+        "col_requester",
+        "col_company",
+        "col_product",
+        "col_service",
+        "col_created",
+        "col_updated",
+        "col_unread",
+    ];
     for (c, key) in headers.iter().enumerate() {
         sheet.write_string_with_format(0, c as u16, text(lang, key, &[]), &bold)?;
     }

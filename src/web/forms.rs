@@ -34,11 +34,8 @@ impl Upload {
         if self.too_large.is_empty() {
             return None;
         }
-        let names: Vec<String> = self
-            .too_large
-            .iter()
-            .map(|(n, s)| format!("« {n} » ({})", human_size(*s, lang.code())))
-            .collect();
+        let names: Vec<String> =
+            self.too_large.iter().map(|(n, s)| format!("« {n} » ({})", human_size(*s, lang.code()))).collect();
         Some(super::pages::text(
             lang,
             "file_too_large",

@@ -11,11 +11,40 @@ use ammonia::{Builder, UrlRelative};
 
 /// CSS properties kept in `style` attributes (layout and colours; nothing that loads anything).
 const STYLE_PROPERTIES: &[&str] = &[
-    "color", "background-color", "font-weight", "font-style", "font-size", "font-family", "text-align",
-    "text-decoration", "vertical-align", "margin", "margin-top", "margin-bottom", "margin-left", "margin-right",
-    "padding", "padding-top", "padding-bottom", "padding-left", "padding-right", "border", "border-top",
-    "border-bottom", "border-left", "border-right", "border-collapse", "border-color", "border-width",
-    "border-style", "width", "max-width", "height", "line-height", "white-space", "display",
+    "color",
+    "background-color",
+    "font-weight",
+    "font-style",
+    "font-size",
+    "font-family",
+    "text-align",
+    "text-decoration",
+    "vertical-align",
+    "margin",
+    "margin-top",
+    "margin-bottom",
+    "margin-left",
+    "margin-right",
+    "padding",
+    "padding-top",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "border",
+    "border-top",
+    "border-bottom",
+    "border-left",
+    "border-right",
+    "border-collapse",
+    "border-color",
+    "border-width",
+    "border-style",
+    "width",
+    "max-width",
+    "height",
+    "line-height",
+    "white-space",
+    "display",
 ];
 
 /// Sanitises a mail's HTML. `cids` maps a `Content-ID` to the attachment id it is stored under;
@@ -99,7 +128,21 @@ mod tests {
              <style>@import url(http://evil/)</style><link rel=stylesheet href=http://evil/>\
              <meta http-equiv=refresh content=\"0;url=http://evil/\"><object data=http://evil/></object>",
         );
-        for bad in ["script", "onclick", "onerror", "javascript:", "data:text", "svg", "iframe", "form", "@import", "<link", "<meta", "object", "evil"] {
+        for bad in [
+            "script",
+            "onclick",
+            "onerror",
+            "javascript:",
+            "data:text",
+            "svg",
+            "iframe",
+            "form",
+            "@import",
+            "<link",
+            "<meta",
+            "object",
+            "evil",
+        ] {
             assert!(!out.to_ascii_lowercase().contains(bad), "{bad} survived in {out}");
         }
         assert!(out.contains("Hi"));
@@ -107,7 +150,9 @@ mod tests {
 
     #[test]
     fn inline_images_point_to_their_attachment_and_remote_images_are_blocked() {
-        let out = clean("<img src=\"cid:LOGO@x\" alt=logo><img src=\"https://tracker.example/p.gif\"><img src=\"/etc/passwd\">");
+        let out = clean(
+            "<img src=\"cid:LOGO@x\" alt=logo><img src=\"https://tracker.example/p.gif\"><img src=\"/etc/passwd\">",
+        );
         assert!(out.contains("src=\"/attachments/7\""), "{out}");
         assert!(!out.contains("tracker"), "{out}");
         assert!(!out.contains("passwd"), "{out}");
@@ -117,7 +162,9 @@ mod tests {
 
     #[test]
     fn links_open_outside_and_styles_keep_only_harmless_properties() {
-        let out = clean("<a href=\"https://example.com\">x</a><p style=\"color: red; background-image: url(http://evil/)\">y</p>");
+        let out = clean(
+            "<a href=\"https://example.com\">x</a><p style=\"color: red; background-image: url(http://evil/)\">y</p>",
+        );
         assert!(out.contains("target=\"_blank\"") && out.contains("noopener"), "{out}");
         assert!(out.contains("color:red") && !out.contains("evil"), "{out}");
     }

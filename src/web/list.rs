@@ -17,7 +17,12 @@ use crate::domain::{Priority, Status};
 use crate::store::tickets::{self, ListedTicket, SortKey};
 
 /// One page (or, `paged` false, every row) of what `viewer` may see under `criteria`.
-pub async fn fetch(app: &App, viewer: &Viewer, criteria: &Criteria, paged: bool) -> Result<(i64, Vec<ListedTicket>), WebError> {
+pub async fn fetch(
+    app: &App,
+    viewer: &Viewer,
+    criteria: &Criteria,
+    paged: bool,
+) -> Result<(i64, Vec<ListedTicket>), WebError> {
     let list = criteria.to_list(paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
@@ -50,7 +55,11 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         .map(|&key| {
             let current = criteria.sort == key;
             // A click on the sorted column flips it; another column starts in its natural order.
-            let descending = if current { !criteria.descending } else { matches!(key, SortKey::Updated | SortKey::Created | SortKey::Number | SortKey::Priority) };
+            let descending = if current {
+                !criteria.descending
+            } else {
+                matches!(key, SortKey::Updated | SortKey::Created | SortKey::Number | SortKey::Priority)
+            };
             let mut c = criteria.clone();
             c.sort = key;
             c.descending = descending;
@@ -170,7 +179,11 @@ pub struct ForgetForm {
 }
 
 /// `POST /criteria/forget`
-pub async fn forget(State(app): State<App>, viewer: Viewer, Form(form): Form<ForgetForm>) -> Result<Response, WebError> {
+pub async fn forget(
+    State(app): State<App>,
+    viewer: Viewer,
+    Form(form): Form<ForgetForm>,
+) -> Result<Response, WebError> {
     viewer.check_csrf(form.csrf.as_deref())?;
     let email = viewer.address.as_str().to_string();
     app.store.run(move |s| s.write(|c| tickets::forget_criteria(c, &email))).await?;

@@ -33,8 +33,15 @@ pub struct LoginForm {
 }
 
 fn login_page(app: &App, lang: super::session::Lang, data: serde_json::Value) -> Result<String, WebError> {
-    Page { template: "login", lang, title: text(lang, "login_title", &[]), viewer: None, helpdesk_name: &app.settings.helpdesk.name, data }
-        .render()
+    Page {
+        template: "login",
+        lang,
+        title: text(lang, "login_title", &[]),
+        viewer: None,
+        helpdesk_name: &app.settings.helpdesk.name,
+        data,
+    }
+    .render()
 }
 
 /// `GET /login`: the form asking for an address (or, when logged in already, the list).
@@ -75,9 +82,7 @@ pub async fn request_link(
     let next_path = next.clone();
     let outcome = app
         .store
-        .run(move |s| {
-            s.write(|c| auth::request_login_link(c, &desk, &to, &client, next_path.as_deref(), store::now()))
-        })
+        .run(move |s| s.write(|c| auth::request_login_link(c, &desk, &to, &client, next_path.as_deref(), store::now())))
         .await?;
     match outcome {
         LinkRequest::RateLimited => Err(WebError::RateLimited),

@@ -107,7 +107,7 @@ pub fn error_page(lang: Lang, code: &str, message: Option<&str>, helpdesk_name: 
         helpdesk_name,
         data: json!({"heading": heading, "message": message.unwrap_or(""), "code": code}),
     };
-    page.render().unwrap_or_else(|_| heading)
+    page.render().unwrap_or(heading)
 }
 
 /// A time for people: `30/11/2026 09:05` (fr) or `2026-11-30 09:05` (en), in UTC; pages wrap it in
@@ -133,7 +133,8 @@ mod tests {
     fn every_language_has_the_same_strings() {
         let fr = strings(Lang::Fr).as_object().unwrap();
         let en = strings(Lang::En).as_object().unwrap();
-        let missing: Vec<_> = fr.keys().filter(|k| !en.contains_key(*k)).chain(en.keys().filter(|k| !fr.contains_key(*k))).collect();
+        let missing: Vec<_> =
+            fr.keys().filter(|k| !en.contains_key(*k)).chain(en.keys().filter(|k| !fr.contains_key(*k))).collect();
         assert!(missing.is_empty(), "strings missing in one language: {missing:?}");
         assert!(fr.len() > 50);
     }
@@ -142,7 +143,9 @@ mod tests {
     fn the_templates_compile_and_error_pages_render_in_both_languages() {
         LazyLock::force(&REGISTRY);
         for lang in [Lang::Fr, Lang::En] {
-            for code in ["not_found", "login_required", "forbidden", "bad_request", "too_large", "rate_limited", "internal"] {
+            for code in
+                ["not_found", "login_required", "forbidden", "bad_request", "too_large", "rate_limited", "internal"]
+            {
                 let page = error_page(lang, code, Some("<b>détail</b>"), "Support & Co");
                 assert!(page.contains("<html"), "{code}: {page}");
                 assert!(page.contains("&lt;b&gt;détail"), "escaped: {page}");

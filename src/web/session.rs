@@ -52,9 +52,8 @@ impl Lang {
             .filter_map(|item| {
                 let mut parts = item.trim().split(';');
                 let tag = parts.next()?.trim().to_ascii_lowercase();
-                let q = parts
-                    .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-                    .unwrap_or(1.0);
+                let q =
+                    parts.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
                 let primary = tag.split('-').next().unwrap_or("");
                 let lang = match primary {
                     "fr" => Lang::Fr,
@@ -154,7 +153,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or("unknown".to_string(), |c| c.0.ip().to_string());
+        let ip =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or("unknown".to_string(), |c| c.0.ip().to_string());
         Ok(ClientIp(ip))
     }
 }
@@ -176,7 +176,9 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn session_cookie(settings: &Settings, token: Option<&str>) -> String {
     let secure = if settings.helpdesk.public_url.starts_with("https://") { "; Secure" } else { "" };
     match token {
-        Some(t) => format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", auth::SESSION_SECONDS),
+        Some(t) => {
+            format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", auth::SESSION_SECONDS)
+        }
         None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     }
 }

@@ -117,10 +117,10 @@ async fn render(
         .store
         .run(move |s| {
             let loaded = s.read(|c| load(c, &v, n))?;
-            if let Some(l) = &loaded {
-                if s.read(|c| tickets::is_unread(c, v.address.as_str(), &l.ticket))? {
-                    s.write(|c| tickets::mark_read(c, v.address.as_str(), &l.ticket, store::now()))?;
-                }
+            if let Some(l) = &loaded
+                && s.read(|c| tickets::is_unread(c, v.address.as_str(), &l.ticket))?
+            {
+                s.write(|c| tickets::mark_read(c, v.address.as_str(), &l.ticket, store::now()))?;
             }
             Ok(loaded)
         })
@@ -265,8 +265,16 @@ async fn check_upload(app: &App, viewer: &Viewer, n: i64, upload: &Upload) -> Re
         return Ok(Some(r));
     }
     if body.is_empty() && upload.files.is_empty() {
-        let r = render(app, viewer, n, Flash::Error(text(viewer.lang, "empty_answer", &[])), "", false, StatusCode::BAD_REQUEST)
-            .await?;
+        let r = render(
+            app,
+            viewer,
+            n,
+            Flash::Error(text(viewer.lang, "empty_answer", &[])),
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
         return Ok(Some(r));
     }
     Ok(None)
@@ -516,11 +524,15 @@ pub async fn attachment(State(app): State<App>, viewer: Viewer, Path(id): Path<S
         })
         .await?;
     let Some((row, data)) = found else { return Err(WebError::NotFound) };
-    let content_type = if is_raster_image(&row.content_type) { row.content_type.clone() } else { "application/octet-stream".into() };
+    let content_type =
+        if is_raster_image(&row.content_type) { row.content_type.clone() } else { "application/octet-stream".into() };
     let mut response = (StatusCode::OK, data).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).map_err(anyhow::Error::from)?);
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&content_disposition(&row.name)).map_err(anyhow::Error::from)?);
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&content_disposition(&row.name)).map_err(anyhow::Error::from)?,
+    );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
@@ -529,10 +541,8 @@ pub async fn attachment(State(app): State<App>, viewer: Viewer, Path(id): Path<S
 
 /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266), header-safe.
 pub fn content_disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", super::criteria::encode(name))
 }
 

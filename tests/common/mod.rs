@@ -3,3 +3,4 @@
 
 pub mod mail_stack;
 pub mod guichet;
+pub mod webdriver;

@@ -16,7 +16,10 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Chromium's real binary (Debian's /usr/bin/chromium is a wrapper script).
 fn chromium_binary() -> &'static str {
-    ["/usr/lib/chromium/chromium", "/usr/bin/chromium"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("/usr/bin/chromium")
+    ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("/usr/bin/chromium")
 }
 
 /// A running chromedriver; stopped (this process only, by its handle) when dropped.
@@ -51,12 +54,11 @@ impl Driver {
         let driver = Driver { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await {
-                if let Ok(v) = r.json::<Value>().await {
-                    if v["value"]["ready"] == true {
-                        break;
-                    }
-                }
+            if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"]["ready"] == true
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "chromedriver did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -85,7 +87,8 @@ impl Driver {
             "goog:chromeOptions": {"binary": chromium_binary(), "args": args,
                                    "prefs": {"intl.accept_languages": accept_language}},
         }}});
-        let r: Value = self.http.post(format!("{}/session", self.base)).json(&caps).send().await.unwrap().json().await.unwrap();
+        let r: Value =
+            self.http.post(format!("{}/session", self.base)).json(&caps).send().await.unwrap().json().await.unwrap();
         let id = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {r}")).to_string();
         Session { http: self.http.clone(), base: format!("{}/session/{id}", self.base) }
     }
@@ -159,10 +162,10 @@ impl Session {
             let found = self
                 .try_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})))
                 .await;
-            if let Ok(v) = found {
-                if let Some(id) = v[ELEMENT].as_str() {
-                    return Some(Element(id.to_string()));
-                }
+            if let Ok(v) = found
+                && let Some(id) = v[ELEMENT].as_str()
+            {
+                return Some(Element(id.to_string()));
             }
             if Instant::now() >= deadline {
                 return None;
@@ -185,7 +188,11 @@ impl Session {
     }
 
     pub async fn text(&self, e: &Element) -> String {
-        self.call(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.as_str().unwrap_or_default().to_string()
+        self.call(reqwest::Method::GET, &format!("/element/{}/text", e.0), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs a synchronous script in the page and returns its value.

@@ -128,10 +128,7 @@ impl TestApp {
 
     /// Every outbox row, oldest first.
     pub fn outbox(&self) -> Vec<OutboxRow> {
-        self.app
-            .store
-            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
-            .unwrap()
+        self.app.store.read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?)).unwrap()
     }
 
     pub fn outbox_for(&self, recipient: &str, event: &str) -> Vec<OutboxRow> {
@@ -143,7 +140,8 @@ impl TestApp {
         let row = self.outbox_for(email, "login_link").pop()?;
         let text = mail_text(&row.data);
         let start = text.find("/login/")? + "/login/".len();
-        let token: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+        let token: String =
+            text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
         (!token.is_empty()).then_some(token)
     }
 
