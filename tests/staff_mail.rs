@@ -1,0 +1,144 @@
+//! Staff work from their own mail client, through the real Postfix and Dovecot (SPEC §3).
+
+mod common;
+
+use std::time::Duration;
+
+use common::guichet::{Config, HELPDESK, STAFF, eventually, header, mail};
+use common::mail_stack::MailStack;
+
+const WAIT: Duration = Duration::from_secs(40);
+const CUSTOMER: &str = "marie@customer.example";
+const COLLEAGUE: &str = "paul@customer.example";
+
+fn messages(t: &serde_json::Value) -> Vec<serde_json::Value> {
+    t["messages"].as_array().cloned().unwrap_or_default()
+}
+
+fn text_of(raw: &[u8]) -> String {
+    mail_parser::MessageParser::default().parse(raw).unwrap().body_text(0).unwrap_or_default().into_owned()
+}
+
+/// A reply to `original` as a mail client writes it: Re: subject, In-Reply-To, References,
+/// the quoted original below an attribution line.
+fn reply_to(original: &[u8], from: &str, message_id: &str, body: &str) -> Vec<u8> {
+    let subject = header(original, "Subject").unwrap();
+    let parent = header(original, "Message-ID").unwrap();
+    let quoted: String = text_of(original).lines().map(|l| format!("> {l}\n")).collect();
+    mail(
+        from,
+        &format!("Re: {subject}"),
+        message_id,
+        &format!("In-Reply-To: {parent}\nReferences: {parent}\n"),
+        &format!("{body}\n\nLe lun. 30 nov. 2026 à 10:00, Support <{HELPDESK}> a écrit :\n{quoted}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpdesk() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let _daemon = cfg.start();
+    let first = mail("Marie <marie@customer.example>", "Accès refusé", "c1@customer.example", &format!("Cc: {COLLEAGUE}\n"), "Je ne peux plus me connecter.");
+    stack.smtp_send(CUSTOMER, &[HELPDESK, COLLEAGUE], &first).await.expect("accepted");
+
+    // Staff receive the alert and answer it from their own client.
+    let alerts = stack.wait_for_messages(STAFF, "INBOX", 1, WAIT).await;
+    let answer = reply_to(&alerts[0], "Alice Bernard <alice@example.com>", "a1@example.com", "Bonjour, votre compte est débloqué.");
+    stack.smtp_send(STAFF, &[HELPDESK], &answer).await.expect("accepted");
+
+    // Acknowledgement + relayed answer, for the requester and the Cc'd colleague alike.
+    let got = stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await;
+    let relayed = got.iter().find(|m| text_of(m).contains("débloqué")).expect("the staff answer arrives");
+    let from = header(relayed, "From").unwrap();
+    assert!(from.contains(HELPDESK) && !from.contains("alice@"), "{from}");
+    assert!(!String::from_utf8_lossy(relayed).contains("alice@example.com"), "the staff address never reaches the customer");
+    assert!(!text_of(relayed).contains("a écrit"), "quoted history is not relayed");
+    assert!(header(relayed, "Subject").unwrap().contains("[Ticket #1]"));
+    assert!(header(relayed, "References").unwrap().contains("<c1@customer.example>"), "threaded for the customer's client");
+    assert!(header(relayed, "Auto-Submitted").is_none(), "a human answer is not auto-submitted");
+    let colleague = stack.wait_for_messages(COLLEAGUE, "INBOX", 3, WAIT).await; // Cc copy of the original, ack, answer
+    assert!(colleague.iter().any(|m| text_of(m).contains("débloqué")));
+    assert_eq!(cfg.ticket(1).unwrap()["status"], "waiting");
+
+    // The Cc'd colleague answers the original mail: it joins the ticket...
+    let from_colleague = reply_to(&first, COLLEAGUE, "p1@customer.example", "Chez moi aussi ça bloque.");
+    stack.smtp_send(COLLEAGUE, &[HELPDESK], &from_colleague).await.expect("accepted");
+    eventually(WAIT, "the colleague's answer on ticket 1", || {
+        cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["from"] == COLLEAGUE))
+    })
+    .await;
+    // ...and the next staff answer reaches both.
+    let second = mail(STAFF, "Re: [Ticket #1] Accès refusé", "a2@example.com", "", "Débloqué pour vous deux.");
+    stack.smtp_send(STAFF, &[HELPDESK], &second).await.expect("accepted");
+    stack.wait_for_messages(CUSTOMER, "INBOX", 3, WAIT).await;
+    let c = stack.wait_for_messages(COLLEAGUE, "INBOX", 4, WAIT).await;
+    assert!(c.iter().any(|m| text_of(m).contains("vous deux")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_reach_no_customer_closing_closes_and_a_customer_answer_reopens() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let _daemon = cfg.start();
+    stack.smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Facture", "f1@customer.example", "", "La facture est fausse.")).await.expect("accepted");
+    stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await; // the acknowledgement
+
+    let note = mail(STAFF, "Re: [Ticket #1] Facture", "n1@example.com", "", "#note\nVérifier avec la compta.");
+    stack.smtp_send(STAFF, &[HELPDESK], &note).await.expect("accepted");
+    eventually(WAIT, "the note on ticket 1", || cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "note"))).await;
+
+    let close = mail(STAFF, "Re: [Ticket #1] Facture", "n2@example.com", "", "#status closed");
+    stack.smtp_send(STAFF, &[HELPDESK], &close).await.expect("accepted");
+    eventually(WAIT, "ticket 1 closed", || cfg.ticket(1).filter(|t| t["status"] == "closed")).await;
+    let got = stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.count(CUSTOMER, "INBOX").await, 2, "the acknowledgement and the closing, never the note");
+    assert!(!got.iter().any(|m| text_of(m).contains("compta")));
+
+    let again = reply_to(&got[1], CUSTOMER, "f2@customer.example", "Ce n'est pas réglé.");
+    stack.smtp_send(CUSTOMER, &[HELPDESK], &again).await.expect("accepted");
+    let t = eventually(WAIT, "ticket 1 reopened", || cfg.ticket(1).filter(|t| t["status"] == "open")).await;
+    assert!(messages(&t).iter().any(|m| m["kind"] == "event" && m["text"].as_str().unwrap().contains("Rouvert")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_customer_mail_becomes_the_customers_ticket() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let _daemon = cfg.start();
+    let forward = mail(
+        "Bob <bob@support.example.com>",
+        "TR: Commande introuvable",
+        "fw1@support.example.com",
+        "",
+        "Pour toi.\n\n---------- Message transféré ---------\nDe : Jean Client <jean@customer.example>\nDate: lun. 30 nov. 2026 à 08:12\nSubject: Commande introuvable\nTo: <bob@support.example.com>\n\nMa commande 1234 n'est jamais arrivée.",
+    );
+    stack.smtp_send("bob@support.example.com", &[HELPDESK], &forward).await.expect("accepted");
+    let t = eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
+    assert_eq!(t["requester"], "jean@customer.example");
+    assert_eq!(t["subject"], "Commande introuvable");
+    let ack = stack.wait_for_messages("jean@customer.example", "INBOX", 1, WAIT).await;
+    assert!(header(&ack[0], "Subject").unwrap().contains("[Ticket #1]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_staff_mail_is_not_relayed() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let _daemon = cfg.start();
+    stack.smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Question", "q@customer.example", "", "?")).await.expect("accepted");
+    stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await;
+    let forged = mail(
+        STAFF,
+        "Re: [Ticket #1] Question",
+        "forged@evil.example",
+        "Authentication-Results: mx.example.com; dmarc=fail (p=reject) header.from=example.com\n",
+        "Envoyez-moi votre mot de passe.",
+    );
+    stack.smtp_send("evil@other.example", &[HELPDESK], &forged).await.expect("accepted");
+    eventually(WAIT, "ticket 2 (unverified)", || cfg.ticket(2).filter(|t| t["unverified"] == true)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.count(CUSTOMER, "INBOX").await, 1, "nothing relayed to the customer");
+    assert_eq!(cfg.ticket(1).unwrap()["status"], "new");
+}
