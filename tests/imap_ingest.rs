@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::guichet::{Config, HELPDESK, eventually, mail, mailbox};
 use common::mail_stack::MailStack;
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 fn messages(t: &serde_json::Value) -> Vec<serde_json::Value> {
     t["messages"].as_array().cloned().unwrap_or_default()

@@ -2,6 +2,9 @@
 //! a ticket and the queued mails out. (The same paths run against real Dovecot and Postfix in
 //! tests/imap_ingest.rs and tests/outgoing_mail.rs.)
 
+mod common;
+
+use common::guichet::TestDatabase;
 use diesel::prelude::*;
 use guichet::app::App;
 use guichet::config::Settings;
@@ -11,6 +14,7 @@ use guichet::store::tickets::TicketJson;
 
 struct Desk {
     app: App,
+    _database: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -21,6 +25,7 @@ impl Desk {
 
     fn with(extra: &str) -> Desk {
         let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::new(dir.path());
         let toml = format!(
             r#"
 [helpdesk]
@@ -29,16 +34,16 @@ staff = ["alice@example.com", "@support.example.com"]
 trusted_authserv_id = "mx.example.com"
 {extra}
 [database]
-url = "sqlite://{}/g.db"
+url = "{}"
 [[company]]
 name = "Cisa"
 domains = ["cisa.example"]
 shared = true
 "#,
-            dir.path().display()
+            database.url
         );
         let settings = Settings::with_overlay(&toml).unwrap();
-        Desk { app: App::open(settings).unwrap(), _dir: dir }
+        Desk { app: App::open(settings).unwrap(), _database: database, _dir: dir }
     }
 
     fn mail(&self, raw: &str) -> Outcome {

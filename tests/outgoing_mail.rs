@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::guichet::{Config, HELPDESK, eventually, header, mail};
 use common::mail_stack::MailStack;
 
-const WAIT: Duration = Duration::from_secs(40);
+const WAIT: Duration = Duration::from_secs(60);
 const CUSTOMER: &str = "marie@customer.example";
 
 fn messages(t: &serde_json::Value) -> Vec<serde_json::Value> {

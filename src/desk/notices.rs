@@ -74,7 +74,9 @@ fn skip_reason(
     if outbox::is_undeliverable(conn, to.as_str(), now)? {
         return Ok(Some("undeliverable"));
     }
-    if matches!(kind, Kind::Acknowledgement | Kind::Automatic) {
+    // Our own team is not a loop risk: alerts to staff are not rate limited.
+    let ours = desk.is_staff(to) || desk.staff_recipients().contains(to);
+    if matches!(kind, Kind::Acknowledgement | Kind::Automatic) && !ours {
         if to.is_system() {
             return Ok(Some("system address"));
         }

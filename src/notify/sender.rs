@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -23,7 +23,7 @@ use crate::store::{self, tickets};
 const CLAIM: i64 = 64;
 const CONCURRENCY: usize = 8;
 /// A claim lasts this long: a daemon that dies mid-send frees its rows after it.
-const LEASE_SECONDS: i64 = 120;
+const LEASE_SECONDS: i64 = 60;
 const MAX_RETRY_DELAY: i64 = 3600;
 
 pub enum Transport {
@@ -134,13 +134,17 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
 }
 
 /// One round: claim, send, record. Returns how many were attempted.
+///
+/// Each result is recorded as soon as it is known (with any others finished meanwhile), not at
+/// the end of the round: a daemon killed mid-round then repeats at most the mails whose
+/// acceptance it had not yet written down, instead of every mail the round had already sent.
 pub async fn send_due(app: &App, transport: &std::sync::Arc<Transport>) -> anyhow::Result<usize> {
     let rows = app.store.run(|s| s.write(|c| outbox::claim_due(c, store::now(), CLAIM, LEASE_SECONDS))).await?;
     let count = rows.len();
     if count == 0 {
         return Ok(0);
     }
-    let results: Vec<(OutboxRow, Attempt, Duration)> = futures::stream::iter(rows)
+    let mut results = futures::stream::iter(rows)
         .map(|row| {
             let t = transport.clone();
             async move {
@@ -149,45 +153,47 @@ pub async fn send_due(app: &App, transport: &std::sync::Arc<Transport>) -> anyho
                 (row, attempt, start.elapsed())
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let app2 = app.clone();
-    app.store
-        .run(move |s| {
-            s.write(|c| {
-                let now = store::now();
-                for (row, attempt, took) in &results {
-                    metrics::histogram!("guichet_smtp_send_seconds").record(took.as_secs_f64());
-                    match attempt {
-                        Attempt::Sent => {
-                            metrics::counter!("guichet_notifications_sent_total").increment(1);
-                            outbox::mark_sent(c, row.id, now)?;
-                        }
-                        Attempt::Temporary(err) => {
-                            tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification delayed");
-                            outbox::mark_retry(c, row.id, err, now + retry_delay(row.attempts))?;
-                        }
-                        Attempt::Permanent(err) => {
-                            metrics::counter!("guichet_notifications_failed_total").increment(1);
-                            tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification refused");
-                            outbox::mark_failed(c, row.id, err)?;
-                            if let Some(n) = row.ticket_number.filter(|n| *n > 0)
-                                && tickets::get_ticket(c, n)?.is_some()
-                            {
-                                let text = if app2.desk.lang() == "en" {
-                                    format!("Notification to {} refused: {err}", row.recipient)
-                                } else {
-                                    format!("Notification à {} refusée : {err}", row.recipient)
-                                };
-                                record_event(c, n, &app2.desk.helpdesk, &text, now)?;
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await?;
+        .buffer_unordered(CONCURRENCY);
+    while let Some(first) = results.next().await {
+        let mut done = vec![first];
+        while let Some(Some(more)) = results.next().now_or_never() {
+            done.push(more);
+        }
+        let app2 = app.clone();
+        app.store.run(move |s| s.write(|c| record_attempts(c, &app2, &done))).await?;
+    }
     Ok(count)
+}
+
+fn record_attempts(c: &mut store::Conn, app: &App, results: &[(OutboxRow, Attempt, Duration)]) -> anyhow::Result<()> {
+    let now = store::now();
+    for (row, attempt, took) in results {
+        metrics::histogram!("guichet_smtp_send_seconds").record(took.as_secs_f64());
+        match attempt {
+            Attempt::Sent => {
+                metrics::counter!("guichet_notifications_sent_total").increment(1);
+                outbox::mark_sent(c, row.id, now)?;
+            }
+            Attempt::Temporary(err) => {
+                tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification delayed");
+                outbox::mark_retry(c, row.id, err, now + retry_delay(row.attempts))?;
+            }
+            Attempt::Permanent(err) => {
+                metrics::counter!("guichet_notifications_failed_total").increment(1);
+                tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification refused");
+                outbox::mark_failed(c, row.id, err)?;
+                if let Some(n) = row.ticket_number.filter(|n| *n > 0)
+                    && tickets::get_ticket(c, n)?.is_some()
+                {
+                    let text = if app.desk.lang() == "en" {
+                        format!("Notification to {} refused: {err}", row.recipient)
+                    } else {
+                        format!("Notification à {} refusée : {err}", row.recipient)
+                    };
+                    record_event(c, n, &app.desk.helpdesk, &text, now)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -63,6 +63,10 @@ pub struct OutboxRow {
 /// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
 /// UPDATE, so concurrent senders (threads or daemons) never claim the same row.
 pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
+    #[cfg(feature = "postgres")]
+    if let super::AnyConnection::Postgresql(pg) = conn {
+        return claim_due_postgres(pg, now, limit, lease);
+    }
     let candidates: Vec<i64> = outbox::table
         .filter(outbox::state.eq("pending"))
         .filter(outbox::next_attempt_at.le(now))
@@ -83,6 +87,34 @@ pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::R
         }
     }
     Ok(outbox::table.filter(outbox::id.eq_any(&claimed)).order(outbox::id).select(OutboxRow::as_select()).load(conn)?)
+}
+
+/// PostgreSQL: one statement, `FOR UPDATE SKIP LOCKED`, so daemons sharing the outbox never wait
+/// on each other's rows.
+#[cfg(feature = "postgres")]
+fn claim_due_postgres(pg: &mut diesel::PgConnection, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
+    use diesel::sql_types::BigInt;
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let claimed: Vec<Claimed> = diesel::sql_query(
+        "UPDATE outbox SET locked_until = $1 WHERE id IN (
+             SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 AND locked_until < $2
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(now + lease)
+    .bind::<BigInt, _>(now)
+    .bind::<BigInt, _>(limit)
+    .load(pg)?;
+    let ids: Vec<i64> = claimed.into_iter().map(|c| c.id).collect();
+    Ok(outbox::table
+        .filter(outbox::id.eq_any(&ids))
+        .order(outbox::id)
+        .select(OutboxRow::as_select())
+        .load(pg)?)
 }
 
 pub fn mark_sent(conn: &mut Conn, id: i64, now: i64) -> anyhow::Result<()> {

@@ -17,6 +17,45 @@ pub struct Config {
     pub path: PathBuf,
     pub database_url: String,
     pub web_port: u16,
+    _database: TestDatabase,
+}
+
+/// The database of one test: a SQLite file in `dir`, or — when `GUICHET_TEST_POSTGRES` names a
+/// server (e.g. `postgres://postgres@127.0.0.1`) — a fresh PostgreSQL database, dropped at the end.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn new(dir: &Path) -> TestDatabase {
+        match std::env::var("GUICHET_TEST_POSTGRES") {
+            Ok(server) if !server.is_empty() => {
+                let name = format!("guichet_t_{}_{}", std::process::id(), rand_suffix() % 1_000_000_000);
+                psql(&server, &format!("CREATE DATABASE {name}"));
+                let url = format!("{}/{name}", server.trim_end_matches('/'));
+                TestDatabase { url, postgres: Some((server, name)) }
+            }
+            _ => TestDatabase { url: format!("sqlite://{}/guichet.db", dir.display()), postgres: None },
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, name)) = &self.postgres {
+            psql(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn psql(server: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(format!("{}/postgres", server.trim_end_matches('/')))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl Config {
@@ -26,8 +65,8 @@ impl Config {
 
     pub fn with_database(stack: &MailStack, extra_helpdesk: &str, extra: &str, database_url: Option<&str>) -> Config {
         let dir = tempfile::tempdir().unwrap();
-        let database_url =
-            database_url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}/guichet.db", dir.path().display()));
+        let database = TestDatabase::new(dir.path());
+        let database_url = database_url.map(str::to_string).unwrap_or_else(|| database.url.clone());
         let web_port = free_port();
         let mut toml = format!(
             r#"
@@ -60,7 +99,7 @@ timeout_seconds = 10
         }
         let path = dir.path().join("guichet.toml");
         std::fs::write(&path, toml).unwrap();
-        Config { dir, path, database_url, web_port }
+        Config { dir, path, database_url, web_port, _database: database }
     }
 
     /// Runs a `guichet` command to completion.
@@ -88,8 +127,19 @@ timeout_seconds = 10
     }
 
     pub fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    /// Another daemon on the same configuration, with its own web port.
+    pub fn start_another(&self) -> Daemon {
+        let listen = format!("127.0.0.1:{}", free_port());
+        self.start_with(&[("GUICHET__WEB__LISTEN", listen.as_str())])
+    }
+
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{}.log", rand_suffix()));
         let child = command(&self.path)
+            .envs(env.iter().copied())
             .arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
