@@ -115,3 +115,15 @@ pub fn status(app: &App, json: bool) -> anyhow::Result<()> {
     println!("quarantine: {quarantined} mail(s)");
     Ok(())
 }
+
+/// `guichet copy-to URL`: the documented way from SQLite to PostgreSQL (or back).
+pub fn copy_to(settings: &crate::config::Settings, url: &str) -> anyhow::Result<()> {
+    let from = store::Store::open_and_migrate(&settings.database.url, 2)?;
+    let to = store::Store::open_and_migrate(url, 2)?;
+    let counts = store::copy::copy_all(&from, &to)?;
+    for (table, rows) in counts {
+        println!("{table}: {rows} row(s)");
+    }
+    println!("copied {} → {url}; point database.url at it and start guichet", settings.database.url);
+    Ok(())
+}

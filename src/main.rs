@@ -57,6 +57,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the whole installation into another, empty database (e.g. SQLite → PostgreSQL)
+    CopyTo {
+        /// The target database URL (sqlite://… or postgres://…); it is migrated first
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             Ok(())
         })),
         Command::Run => report(App::open(settings).and_then(run::daemon)),
+        Command::CopyTo { url } => report(cli::copy_to(&settings, &url)),
         other => report(App::open(settings).and_then(|app| match other {
             Command::LoginLink { email } => cli::login_link(&app, &email),
             Command::Tickets { json } => cli::tickets(&app, json),
@@ -102,7 +108,9 @@ fn main() -> ExitCode {
             Command::Quarantine { action: QuarantineAction::List { json } } => cli::quarantine_list(&app, json),
             Command::Quarantine { action: QuarantineAction::Retry { id } } => cli::quarantine_retry(&app, id),
             Command::Status { json } => cli::status(&app, json),
-            Command::Demo { .. } | Command::Run | Command::Migrate | Command::Ingest { .. } => unreachable!(),
+            Command::Demo { .. } | Command::Run | Command::Migrate | Command::Ingest { .. } | Command::CopyTo { .. } => {
+                unreachable!()
+            }
         })),
     }
 }

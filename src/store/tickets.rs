@@ -189,7 +189,7 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
 }
 
 /// Adds a message's words to the keyword index (FTS5 on SQLite, tsvector on PostgreSQL).
-fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> {
+pub(crate) fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> {
     use diesel::sql_types::{BigInt, Text};
     match conn {
         #[cfg(feature = "postgres")]

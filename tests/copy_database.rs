@@ -1,0 +1,62 @@
+//! `guichet copy-to URL` moves an installation to another database (SQLite → PostgreSQL when
+//! GUICHET_TEST_POSTGRES is set, else SQLite → SQLite) keeping every ticket, message,
+//! attachment and raw mail.
+
+mod common;
+
+use std::process::Command;
+
+use common::guichet::TestDatabase;
+
+fn guichet(db: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(args)
+        .env("GUICHET__DATABASE__URL", db)
+        .output()
+        .expect("guichet runs");
+    assert!(out.status.success(), "guichet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn an_installation_copied_to_another_database_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("sqlite://{}/source.db", dir.path().display());
+    let target = TestDatabase::new(&dir.path().join("target"));
+    std::fs::create_dir_all(dir.path().join("target")).unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut files: Vec<String> = std::fs::read_dir(examples)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".eml"))
+        .collect();
+    files.sort();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    guichet(&source, &args);
+    guichet(&source, &["ingest"]); // stdin empty: quarantined, kept
+    let out = guichet(&source, &["copy-to", &target.url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("raw_mails"));
+
+    let before = guichet(&source, &["tickets", "--json"]).stdout;
+    let after = guichet(&target.url, &["tickets", "--json"]).stdout;
+    assert_eq!(String::from_utf8_lossy(&before), String::from_utf8_lossy(&after));
+    for n in ["1", "2"] {
+        let a = guichet(&source, &["ticket", n, "--json"]).stdout;
+        let b = guichet(&target.url, &["ticket", n, "--json"]).stdout;
+        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "ticket {n}");
+    }
+    let q1 = guichet(&source, &["quarantine", "list", "--json"]).stdout;
+    let q2 = guichet(&target.url, &["quarantine", "list", "--json"]).stdout;
+    assert_eq!(q1, q2);
+    // The copy goes on working: the same mail again is a duplicate there too, new mail numbers on.
+    let out = guichet(&target.url, &["ingest", &files[0]]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already ingested"));
+    // A second copy into a non-empty database is refused.
+    let refused = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["copy-to", &target.url])
+        .env("GUICHET__DATABASE__URL", &source)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
