@@ -77,10 +77,7 @@ async fn append_fetch_round_trip_and_flags() {
     stack.append_with_flags(user, "Archive/2026", &second, Some("(\\Seen)")).await;
     stack.create_folder(user, "Empty").await;
     stack.create_folder(user, "Empty").await;
-    assert_eq!(
-        stack.list_folders(user).await,
-        vec!["Archive", "Archive/2026", "Empty", "INBOX", "Processed"]
-    );
+    assert_eq!(stack.list_folders(user).await, vec!["Archive", "Archive/2026", "Empty", "INBOX", "Processed"]);
     assert_eq!(stack.fetch_all(user, "Processed").await, vec![crlf(&first)]);
     let archived = stack.fetch_with_flags(user, "Archive/2026").await;
     assert_eq!(archived[0].1, vec!["\\Seen".to_string()]);
@@ -138,10 +135,7 @@ async fn smtp_outage_and_recovery() {
     let t = Instant::now();
     stack.start_smtp();
     eprintln!("start_smtp took {:?}", t.elapsed());
-    stack
-        .smtp_send(from, &[to], &mail(from, to, "after outage", "o2"))
-        .await
-        .expect("Postfix is back");
+    stack.smtp_send(from, &[to], &mail(from, to, "after outage", "o2")).await.expect("Postfix is back");
     let got = stack.wait_for_messages(to, "INBOX", 1, MailStack::WAIT).await;
     assert!(text(&got[0]).contains("Subject: after outage"));
 }
@@ -173,15 +167,31 @@ async fn imap_outage_defers_delivery_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn flush_delivers_deferred_mail_at_once() {
+    let stack = MailStack::start();
+    let (from, to) = ("client@customer.example", "support@example.com");
+    stack.stop_imap();
+    stack.smtp_send(from, &[to], &mail(from, to, "deferred", "f1")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack.mail_queue().contains("Connection refused") {
+        assert!(Instant::now() < deadline, "not deferred: {}", stack.mail_queue());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.start_imap();
+    let t = Instant::now();
+    stack.flush_queue();
+    stack.wait_for_messages(to, "INBOX", 1, Duration::from_secs(3)).await;
+    eprintln!("flushed mail delivered in {:?}", t.elapsed());
+    assert!(stack.mail_queue().contains("empty"), "{}", stack.mail_queue());
+}
+
+#[tokio::test]
 async fn vacation_responder_answers_through_postfix() {
     let stack = MailStack::start();
     let (customer, agent) = ("client@customer.example", "agent@support.example.com");
     stack.enable_vacation(agent, "Je suis absent jusqu'au 3 \"janvier\".");
 
-    stack
-        .smtp_send(customer, &[agent], &mail(customer, agent, "Besoin d'aide", "v1"))
-        .await
-        .unwrap();
+    stack.smtp_send(customer, &[agent], &mail(customer, agent, "Besoin d'aide", "v1")).await.unwrap();
     let got = stack.wait_for_messages(customer, "INBOX", 1, MailStack::WAIT).await;
     let reply = text(&got[0]);
     assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
@@ -193,10 +203,7 @@ async fn vacation_responder_answers_through_postfix() {
     assert_eq!(stack.count(agent, "INBOX").await, 1);
 
     // A second mail from the same sender is not answered again (once a day).
-    stack
-        .smtp_send(customer, &[agent], &mail(customer, agent, "Encore", "v2"))
-        .await
-        .unwrap();
+    stack.smtp_send(customer, &[agent], &mail(customer, agent, "Encore", "v2")).await.unwrap();
     stack.wait_for_messages(agent, "INBOX", 2, MailStack::WAIT).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(stack.count(customer, "INBOX").await, 1);
@@ -208,10 +215,7 @@ async fn eager_responder_answers_every_mail() {
     let (customer, bot) = ("client@customer.example", "robot@other.example");
     stack.enable_vacation_every_time(bot, "Accusé de réception automatique.");
     for i in 0..3 {
-        stack
-            .smtp_send(customer, &[bot], &mail(customer, bot, &format!("n{i}"), &format!("e{i}")))
-            .await
-            .unwrap();
+        stack.smtp_send(customer, &[bot], &mail(customer, bot, &format!("n{i}"), &format!("e{i}"))).await.unwrap();
     }
     let got = stack.wait_for_messages(customer, "INBOX", 3, MailStack::WAIT).await;
     assert_eq!(got.len(), 3);
@@ -225,9 +229,7 @@ async fn stacks_run_side_by_side() {
     ports.dedup();
     assert_eq!(ports.len(), 6, "distinct ports");
     let user = "client@customer.example";
-    a.smtp_send("x@example.com", &[user], &mail("x@example.com", user, "to a", "p1"))
-        .await
-        .unwrap();
+    a.smtp_send("x@example.com", &[user], &mail("x@example.com", user, "to a", "p1")).await.unwrap();
     a.wait_for_messages(user, "INBOX", 1, MailStack::WAIT).await;
     assert_eq!(b.count(user, "INBOX").await, 0, "stacks share nothing");
     let dir = b.dir.path().to_path_buf();

@@ -22,7 +22,11 @@
 //! - [`MailStack::BOUNCE`] (`bounce@` in any domain) is refused at RCPT with 550,
 //!   [`MailStack::TEMPFAIL`] (`tempfail@` in any domain) with 450, and
 //!   [`MailStack::UNDELIVERABLE`] is accepted and then bounced: a DSN goes back to the sender;
-//! - deferred mail is retried every 1–5 s (outages of Dovecot end quickly);
+//! - deferred mail (Dovecot stopped) is retried 2–6 s later, or at once after
+//!   [`MailStack::flush_queue`];
+//! - the helpers open one IMAP connection per call (`imap_session` gives a session to keep);
+//! - Sieve runs at delivery: [`MailStack::enable_vacation`] makes a user answer automatically,
+//!   through this stack's Postfix (answers only mail whose To/Cc names the user);
 //! - messages given to the helpers may use LF line ends: they are sent as CRLF.
 //!
 //! Needs root and Dovecot + Postfix (`scripts/install-test-deps`).
@@ -123,11 +127,8 @@ impl MailStack {
     }
 
     fn run(&self, action: &str) {
-        let out = Command::new(Self::script())
-            .arg(action)
-            .arg(self.dir.path())
-            .output()
-            .expect("run scripts/mail-stack");
+        let out =
+            Command::new(Self::script()).arg(action).arg(self.dir.path()).output().expect("run scripts/mail-stack");
         if !out.status.success() {
             panic!(
                 "scripts/mail-stack {action} failed ({}): {}{}",
@@ -156,6 +157,19 @@ impl MailStack {
     /// Restarts Dovecot on the same ports; Postfix delivers what it deferred within seconds.
     pub fn start_imap(&self) {
         self.run("start-imap");
+    }
+
+    /// Makes Postfix retry all deferred mail now (`postqueue -f`), instead of within 2–6 s.
+    pub fn flush_queue(&self) {
+        self.run("flush");
+    }
+
+    /// Postfix's queue listing (`postqueue -p`): "Mail queue is empty", or each deferred mail
+    /// with its reason.
+    pub fn mail_queue(&self) -> String {
+        let out =
+            Command::new(Self::script()).arg("queue").arg(self.dir.path()).output().expect("run scripts/mail-stack");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The Maildir home of a user (`dir/mail/<domain>/<local part>`), as Dovecot names it.
@@ -188,12 +202,7 @@ impl MailStack {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run scripts/mail-stack set-sieve");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .expect("write the Sieve script");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).expect("write the Sieve script");
         let out = child.wait_with_output().unwrap();
         if !out.status.success() {
             panic!(
@@ -211,10 +220,7 @@ impl MailStack {
     /// `Auto-Submitted`, `Precedence: bulk/list/junk`, `List-Id`, or from MAILER-DAEMON / owner-* /
     /// *-request senders.
     pub fn enable_vacation(&self, user: &str, text: &str) {
-        self.set_sieve(
-            user,
-            &format!("require [\"vacation\"];\nvacation :days 1 {};\n", sieve_string(text)),
-        );
+        self.set_sieve(user, &format!("require [\"vacation\"];\nvacation :days 1 {};\n", sieve_string(text)));
     }
 
     /// Like [`MailStack::enable_vacation`], but answers every mail, even several from the same
@@ -222,10 +228,7 @@ impl MailStack {
     pub fn enable_vacation_every_time(&self, user: &str, text: &str) {
         self.set_sieve(
             user,
-            &format!(
-                "require [\"vacation\", \"vacation-seconds\"];\nvacation :seconds 0 {};\n",
-                sieve_string(text)
-            ),
+            &format!("require [\"vacation\", \"vacation-seconds\"];\nvacation :seconds 0 {};\n", sieve_string(text)),
         );
     }
 
@@ -241,10 +244,7 @@ impl MailStack {
         let tcp = TcpStream::connect((Self::HOST, self.imap_port)).await?;
         let mut client = async_imap::Client::new(tcp);
         // Client::new does not read the server's greeting: read it before the first command.
-        client
-            .read_response()
-            .await?
-            .ok_or(async_imap::error::Error::ConnectionLost)?;
+        client.read_response().await?.ok_or(async_imap::error::Error::ConnectionLost)?;
         client.login(user, Self::PASSWORD).await.map_err(|(e, _)| e)
     }
 
@@ -260,12 +260,8 @@ impl MailStack {
         let mut s = self.imap_session(user).await;
         if let Err(first) = s.append(folder, flags, None, &raw).await {
             // Most likely [TRYCREATE]: the folder does not exist yet.
-            s.create(folder)
-                .await
-                .unwrap_or_else(|e| panic!("APPEND to {user}/{folder}: {first}; CREATE: {e}"));
-            s.append(folder, flags, None, &raw)
-                .await
-                .unwrap_or_else(|e| panic!("APPEND to {user}/{folder}: {e}"));
+            s.create(folder).await.unwrap_or_else(|e| panic!("APPEND to {user}/{folder}: {first}; CREATE: {e}"));
+            s.append(folder, flags, None, &raw).await.unwrap_or_else(|e| panic!("APPEND to {user}/{folder}: {e}"));
         }
         let _ = s.logout().await;
     }
@@ -283,11 +279,7 @@ impl MailStack {
     /// The raw bytes of every message in `folder`, in UID order (empty if the folder does not
     /// exist). Does not set \Seen.
     pub async fn fetch_all(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
-        self.fetch_with_flags(user, folder)
-            .await
-            .into_iter()
-            .map(|(raw, _)| raw)
-            .collect()
+        self.fetch_with_flags(user, folder).await.into_iter().map(|(raw, _)| raw).collect()
     }
 
     /// Every message of `folder` in UID order with its flags (e.g. `"\\Seen"`, `"$Forwarded"`;
@@ -342,10 +334,7 @@ impl MailStack {
     /// Sets \Seen on every message of `folder`.
     pub async fn set_seen_all(&self, user: &str, folder: &str) {
         let mut s = self.imap_session(user).await;
-        let mailbox = s
-            .select(folder)
-            .await
-            .unwrap_or_else(|e| panic!("SELECT {user}/{folder}: {e}"));
+        let mailbox = s.select(folder).await.unwrap_or_else(|e| panic!("SELECT {user}/{folder}: {e}"));
         if mailbox.exists > 0 {
             let _: Vec<_> = s
                 .uid_store("1:*", "+FLAGS.SILENT (\\Seen)")
@@ -381,19 +370,28 @@ impl MailStack {
         names
     }
 
-    /// Polls (every 50 ms) until `folder` holds at least `n` messages, and returns them all
-    /// (UID order). Panics after `timeout`, with the count seen and the tail of the logs.
-    pub async fn wait_for_messages(
-        &self,
-        user: &str,
-        folder: &str,
-        n: usize,
-        timeout: Duration,
-    ) -> Vec<Vec<u8>> {
+    /// Polls (every 50 ms, `STATUS` on one IMAP session) until `folder` holds at least `n`
+    /// messages, and returns them all (UID order). Rides out a Dovecot restart. Panics after
+    /// `timeout`, with the count seen and the tail of both servers' logs.
+    pub async fn wait_for_messages(&self, user: &str, folder: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + timeout;
+        let mut session: Option<ImapSession> = None;
+        let mut have = 0;
         loop {
-            let have = self.count(user, folder).await;
+            if session.is_none() {
+                session = self.try_imap_session(user).await.ok();
+            }
+            if let Some(s) = session.as_mut() {
+                match s.status(folder, "(MESSAGES)").await {
+                    Ok(mailbox) => have = mailbox.exists as usize,
+                    Err(async_imap::error::Error::No(_)) => have = 0, // no such folder (yet)
+                    Err(_) => session = None,                         // reconnect next time
+                }
+            }
             if have >= n {
+                if let Some(mut s) = session.take() {
+                    let _ = s.logout().await;
+                }
                 return self.fetch_all(user, folder).await;
             }
             if Instant::now() >= deadline {
@@ -423,10 +421,8 @@ impl MailStack {
         } else {
             Some(from.parse().unwrap_or_else(|e| panic!("bad sender {from:?}: {e}")))
         };
-        let to: Vec<Address> = to
-            .iter()
-            .map(|a| a.parse().unwrap_or_else(|e| panic!("bad recipient {a:?}: {e}")))
-            .collect();
+        let to: Vec<Address> =
+            to.iter().map(|a| a.parse().unwrap_or_else(|e| panic!("bad recipient {a:?}: {e}"))).collect();
         let envelope = Envelope::new(from, to).expect("an envelope needs a recipient");
         let transport = self.smtp_transport();
         let result = transport.send_raw(&envelope, &crlf(raw)).await;
@@ -445,10 +441,7 @@ impl MailStack {
 
 impl Drop for MailStack {
     fn drop(&mut self) {
-        let out = Command::new(Self::script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        let out = Command::new(Self::script()).arg("stop").arg(self.dir.path()).output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => eprintln!(
