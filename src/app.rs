@@ -39,13 +39,27 @@ impl App {
 
     /// Ingests a batch of mails in one transaction (each in its own savepoint).
     pub fn ingest_batch(&self, mails: &[Vec<u8>], source: &str, mailing: Mailing) -> anyhow::Result<Vec<Outcome>> {
+        self.ingest_batch_with(mails, source, mailing, |_, _| Ok(()))
+    }
+
+    /// Like [`App::ingest_batch`], with `also` run on the outcomes in the same transaction (the
+    /// mailbox's cursor and counters: committed with the mails or not at all).
+    pub fn ingest_batch_with(
+        &self,
+        mails: &[Vec<u8>],
+        source: &str,
+        mailing: Mailing,
+        also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
         let outcomes = self.store.write(|conn| {
             let now = store::now();
-            mails
+            let outcomes = mails
                 .iter()
                 .map(|m| inbound::ingest(conn, desk, m, source, mailing, now))
-                .collect::<anyhow::Result<Vec<_>>>()
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            also(conn, &outcomes)?;
+            Ok(outcomes)
         })?;
         for o in &outcomes {
             record_outcome_metrics(source, o);

@@ -26,7 +26,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let holder = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
+    let holder = crate::ingest::imap::lease_holder();
     if with_mailboxes {
         for m in app.settings.mailboxes.clone() {
             tasks.spawn(run_mailbox(app.clone(), m, holder.clone(), shutdown.clone()));
@@ -50,10 +50,6 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     web.await.context("web task")??;
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
 }
 
 const DEMO_SETTINGS: &str = r#"

@@ -18,7 +18,7 @@ async fn three_daemons_one_killed_every_mail_once_every_notification_once() {
     let stack = MailStack::start();
     // Staff alerts go to one address on a domain nobody reads, to keep the count simple.
     let cfg = Config::new(&stack, "staff_notify = [\"team@example.org\"]", &mailbox(&stack, "batch_size = 25"));
-    let mut daemons = vec![cfg.start(), cfg.start_another(), cfg.start_another()];
+    let mut daemons = [cfg.start(), cfg.start_another(), cfg.start_another()];
     // Mail arrives while the daemons run: a first mail per customer, then replies with the token
     // once the ticket exists (ticket numbers follow arrival order: customer i gets ticket i+1).
     for i in 0..CUSTOMERS {

@@ -2,17 +2,17 @@
 //! searches, reads and answers a ticket with a file; a hostile HTML mail runs nothing and loads
 //! nothing. Needs the Debian packages chromium and chromium-driver (scripts/install-test-deps).
 
+#[allow(dead_code)]
+mod common;
 mod web_support;
-#[path = "common/webdriver.rs"]
-mod webdriver;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::webdriver::{self, Driver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use web_support::{MARIE, STAFF, mail, mail_with, spawn};
-use webdriver::Driver;
 
 /// A loopback HTTP listener that counts every connection made to it (it must stay at zero).
 async fn hit_counter() -> (u16, Arc<AtomicUsize>) {

@@ -1,6 +1,8 @@
 //! The web view over real HTTP: the real server (`web::serve`) on its own port and SQLite file,
 //! tickets made by ingesting real mails, driven with reqwest (SPEC §1 routes, §5 login and security).
 
+#[allow(dead_code)]
+mod common;
 mod web_support;
 
 use std::io::Read;

@@ -34,6 +34,7 @@ struct Options {
     clients: usize,
     requests: usize,
     reseed: bool,
+    explain: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -44,6 +45,7 @@ fn options() -> anyhow::Result<Options> {
         clients: 8,
         requests: 2_000,
         reseed: false,
+        explain: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -55,6 +57,7 @@ fn options() -> anyhow::Result<Options> {
             "--clients" => o.clients = value()?.parse()?,
             "--requests" => o.requests = value()?.parse()?,
             "--reseed" => o.reseed = true,
+            "--explain" => o.explain = true,
             "--help" | "-h" => {
                 println!(
                     "bench-web [--db FILE] [--tickets N] [--messages-per-ticket N] [--clients N] [--requests N] [--reseed]\n\
@@ -112,6 +115,9 @@ listen = "127.0.0.1:0"
         seed(&app, &o)?;
     } else {
         println!("using the {existing} tickets already in {}", path.display());
+    }
+    if o.explain {
+        return explain(&app);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(app, o))
@@ -301,13 +307,65 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
             println!("  {done} tickets ({:.0} s)", started.elapsed().as_secs_f64());
         }
     }
-    // Statistics for the query planner, as an administrator would run them after an import.
+    // What an administrator runs after a bulk import: statistics for the query planner, and the
+    // full-text index merged into one segment (day to day, FTS5's automerge keeps it compact).
     app.store.write(|c| {
         use diesel::connection::SimpleConnection;
-        c.batch_execute("ANALYZE")?;
+        c.batch_execute("ANALYZE; INSERT INTO message_search(message_search) VALUES('optimize');")?;
         Ok(())
     })?;
     println!("seeded in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints SQLite's plans (of the bundled SQLite) for the list queries of the scenarios.
+fn explain(app: &App) -> anyhow::Result<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let customer = "(t.requester = 'client7654@cust1654.example' OR t.number IN (SELECT w.ticket_number FROM watchers w WHERE w.address = 'client7654@cust1654.example'))";
+    let fts = |q: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM messages m CROSS JOIN message_search ON message_search.rowid = m.id WHERE m.ticket_number = t.number AND m.kind <> 'note' AND message_search MATCH '{q}')"
+        )
+    };
+    let page = |w: &str| {
+        format!(
+            "SELECT t.number FROM tickets t LEFT JOIN reads r ON r.email = 'x' AND r.ticket_number = t.number WHERE {w} ORDER BY t.updated_at DESC, t.number DESC LIMIT 25"
+        )
+    };
+    let queries = [
+        page("+t.status IN ('new', 'open', 'waiting')"),
+        page(customer),
+        page(&format!("{customer} AND {}", fts("\"imprimante\""))),
+        page(
+            "t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT rowid FROM message_search WHERE message_search MATCH '\"photoconducteur\"'))",
+        ),
+    ];
+    let sqlite_version: Vec<Step> = app.store.read(|c| {
+        use diesel::RunQueryDsl;
+        Ok(diesel::sql_query("SELECT sqlite_version() AS detail").load(c)?)
+    })?;
+    println!("SQLite {}", sqlite_version[0].detail);
+    for q in queries {
+        let steps: Vec<Step> = app.store.read(|c| {
+            use diesel::RunQueryDsl;
+            Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {q}")).load(c)?)
+        })?;
+        println!("\n{q}");
+        for s in steps {
+            println!("  {}", s.detail);
+        }
+        let t = Instant::now();
+        app.store.read(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(q.clone()).execute(c)?;
+            Ok(())
+        })?;
+        println!("  took {:.2} ms", ms(t.elapsed()));
+    }
     Ok(())
 }
 
@@ -368,12 +426,14 @@ struct Scenario {
     paths: Vec<String>,
     /// Requested once before measuring (caches; tickets already read).
     warm: Vec<String>,
+    /// Requests measured, when not the command line's number.
+    requests: Option<usize>,
 }
 
 impl Scenario {
     /// Warmed with its own paths: the steady state.
     fn new(name: &str, cookie: &str, paths: Vec<String>) -> Scenario {
-        Scenario { name: name.into(), cookie: cookie.into(), warm: paths.clone(), paths }
+        Scenario { name: name.into(), cookie: cookie.into(), warm: paths.clone(), paths, requests: None }
     }
 }
 
@@ -441,32 +501,51 @@ async fn run(app: App, o: Options) -> anyhow::Result<()> {
             customer_tickets.iter().map(|n| format!("/tickets/{n}")).collect(),
         ),
         first_views,
-        Scenario::new(
-            "keyword search, common word, staff (stress)",
-            &staff_cookie,
-            vec!["/?q=imprimante&status=all".into()],
-        ),
+        Scenario {
+            requests: Some(40),
+            ..Scenario::new(
+                "keyword search, most common word, staff (stress)",
+                &staff_cookie,
+                vec!["/?q=imprimante&status=all".into()],
+            )
+        },
     ];
-    let mut results: BTreeMap<usize, (String, Duration, Duration, Duration, f64)> = BTreeMap::new();
+    let mut results: BTreeMap<usize, (String, Duration, Duration, Duration, f64, f64)> = BTreeMap::new();
     for (i, s) in scenarios.iter().enumerate() {
-        let (p50, p99, max, rps) = measure(addr, s, o.clients, o.requests).await?;
+        let requests = s.requests.unwrap_or(o.requests);
+        let cpu_before = cpu_seconds();
+        let (p50, p99, max, rps) = measure(addr, s, o.clients, requests).await?;
+        let cpu = (cpu_seconds() - cpu_before) * 1000.0 / requests as f64;
         println!(
-            "{:<42} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   {:>6.0} req/s",
+            "{:<50} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   {:>6.0} req/s   {cpu:>5.2} ms CPU/req",
             s.name,
             ms(p50),
             ms(p99),
             ms(max),
             rps
         );
-        results.insert(i, (s.name.clone(), p50, p99, max, rps));
+        results.insert(i, (s.name.clone(), p50, p99, max, rps, cpu));
     }
-    println!("\n| scenario | p50 (ms) | p99 (ms) | max (ms) | req/s |\n| --- | ---: | ---: | ---: | ---: |");
-    for (name, p50, p99, max, rps) in results.values() {
-        println!("| {name} | {:.2} | {:.2} | {:.2} | {rps:.0} |", ms(*p50), ms(*p99), ms(*max));
+    println!("\nload average after measuring: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    println!("\n| scenario | p50 (ms) | p99 (ms) | max (ms) | req/s | CPU per request (ms) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, p50, p99, max, rps, cpu) in results.values() {
+        println!("| {name} | {:.2} | {:.2} | {:.2} | {rps:.0} | {cpu:.2} |", ms(*p50), ms(*p99), ms(*max));
     }
     let _ = stop.send(true);
     server.await??;
     Ok(())
+}
+
+/// CPU time of this process (server and clients), user + system, in seconds (Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn ms(d: Duration) -> f64 {

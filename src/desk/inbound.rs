@@ -10,7 +10,7 @@ use crate::notify::message_id;
 use crate::parse::{self, InboundMail};
 use crate::store::raw::{self, RawState};
 use crate::store::tickets::{self, TicketRow};
-use crate::store::{Conn, outbox, savepoint};
+use crate::store::{Conn, next_id, outbox, savepoint};
 use crate::threading::{self, Candidate, Clue, Decision, Sender};
 
 /// What became of a mail.
@@ -53,7 +53,9 @@ pub fn ingest(
         Err(reason) => return quarantine(conn, &key, source, data, &reason, now),
     };
     let result = savepoint(conn, |conn| {
-        let raw_id = raw::insert(conn, &key, source, data, RawState::Processed, None, now)?;
+        // The raw row is written once, with its outcome, after `process` (same savepoint): an
+        // UPDATE of a row holding a large mail would rewrite all of its bytes.
+        let raw_id = next_id(conn, "raw_mail")?;
         let outcome = process(conn, desk, &mail, raw_id, source, mailing, now)?;
         let (state, reason, ticket) = match &outcome {
             Outcome::Ticket { number, .. } => (RawState::Processed, None, Some(*number)),
@@ -61,7 +63,7 @@ pub fn ingest(
             Outcome::Dropped(why) => (RawState::Dropped, Some(why.as_str()), None),
             Outcome::Duplicate | Outcome::Quarantined(_) => (RawState::Processed, None, None),
         };
-        raw::set_outcome(conn, raw_id, state, reason, ticket)?;
+        raw::insert_row(conn, &raw::NewRaw { id: raw_id, key: &key, source, data, state, reason, ticket, at: now })?;
         Ok(outcome)
     });
     match result {
@@ -227,11 +229,16 @@ fn process(
 }
 
 /// False only when the trusted receiving server says DMARC failed for the From domain.
+///
+/// Only the topmost `Authentication-Results` of `trusted_authserv_id` that carries a DMARC verdict
+/// counts: our MX adds its header above every header the mail arrived with, so one with the same
+/// authserv-id further down was written by the sender (RFC 8601 §5) — a forged "pass" below a
+/// real "fail" is ignored, and so is a forged "fail" below a real "pass".
 fn is_verified(desk: &Desk, mail: &InboundMail, sender: &EmailAddress) -> bool {
     let Some(trusted) = desk.settings.helpdesk.trusted_authserv_id.as_deref() else { return true };
-    !mail.auth_results.iter().any(|r| {
-        r.authserv_id.eq_ignore_ascii_case(trusted)
-            && r.dmarc.as_deref().is_some_and(|v| matches!(v, "fail" | "quarantine" | "reject" | "permerror"))
+    let verdict = mail.auth_results.iter().find(|r| r.authserv_id.eq_ignore_ascii_case(trusted) && r.dmarc.is_some());
+    !verdict.is_some_and(|r| {
+        r.dmarc.as_deref().is_some_and(|v| matches!(v, "fail" | "quarantine" | "reject" | "permerror"))
             && r.header_from.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(sender.domain()))
     })
 }

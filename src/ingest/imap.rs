@@ -22,7 +22,7 @@ use crate::store::{self, mailboxes};
 /// Bytes fetched per round trip at most (memory stays bounded whatever the mailbox holds).
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// How long a daemon's hold on a mailbox lasts without renewal (another daemon takes over after).
-const LEASE_SECONDS: i64 = 30;
+const LEASE_SECONDS: i64 = 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
@@ -56,7 +56,64 @@ pub async fn run_mailbox(app: App, mailbox: MailboxSettings, holder: String, mut
 
 async fn take_lease(app: &App, name: &str, holder: &str) -> anyhow::Result<bool> {
     let (n, h) = (name.to_string(), holder.to_string());
-    app.store.run(move |s| s.write(|c| mailboxes::take_lease(c, &n, &h, store::now(), LEASE_SECONDS))).await
+    app.store
+        .run(move |s| {
+            s.write(|c| {
+                let now = store::now();
+                if mailboxes::take_lease(c, &n, &h, now, LEASE_SECONDS)? {
+                    return Ok(true);
+                }
+                // A daemon of this machine that was killed (SIGKILL, OOM, power cut) cannot release
+                // its lease: take over at once rather than leave the mailbox unread until it expires.
+                match mailboxes::get(c, &n)?.lease_holder {
+                    Some(old) if is_dead_holder(&old, &h) => {
+                        tracing::info!(mailbox = %n, previous = %old, "taking over the lease of a daemon that died");
+                        mailboxes::take_over_lease(c, &n, &old, &h, now, LEASE_SECONDS)
+                    }
+                    _ => Ok(false),
+                }
+            })
+        })
+        .await
+}
+
+/// The name under which this process holds mailbox leases: `host-boot-pid-random`, where `boot`
+/// tells this boot of this machine from any other (containers on one host share it, but not
+/// their host names).
+pub fn lease_holder() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    format!("{host}-{}-{}-{:08x}", boot_id(), std::process::id(), rand::random::<u32>())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `holder` names a process of this very machine and boot that no longer runs. Anything
+/// else (another machine, another container, an unreadable name, no `/proc`) counts as alive:
+/// its lease then simply expires.
+fn is_dead_holder(holder: &str, ours: &str) -> bool {
+    fn parts(holder: &str) -> Option<(&str, &str, u32)> {
+        let mut it = holder.rsplitn(4, '-');
+        let _random = it.next()?;
+        let pid = it.next()?.parse().ok()?;
+        let boot = it.next()?;
+        Some((it.next()?, boot, pid))
+    }
+    let (Some((host, boot, pid)), Some((our_host, our_boot, our_pid))) = (parts(holder), parts(ours)) else {
+        return false;
+    };
+    if holder == ours || host != our_host || boot != our_boot || boot.is_empty() {
+        return false;
+    }
+    if !std::path::Path::new("/proc/self").exists() {
+        return false;
+    }
+    // Our own pid under another name: its previous owner is gone.
+    pid == our_pid || !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// One connected session; returns Ok only on shutdown.
@@ -196,12 +253,16 @@ async fn sync_once(
     let outcomes = app
         .store
         .run(move |_| {
-            let outcomes = app2.ingest_batch(&bodies, &n, mailing)?;
-            let quarantined =
-                outcomes.iter().filter(|o| matches!(o, crate::desk::inbound::Outcome::Quarantined(_))).count() as i64;
-            let ingested = outcomes.len() as i64 - quarantined;
-            app2.store.write(|c| mailboxes::advance(c, &n, max_uid, ingested, quarantined))?;
-            Ok(outcomes)
+            // The counters move in the batch's own transaction: a crash cannot commit the mails
+            // without them, and a duplicate (fetched again after a crash between commit and move,
+            // or a second copy) was counted when it was first ingested.
+            app2.ingest_batch_with(&bodies, &n, mailing, |c, outcomes| {
+                use crate::desk::inbound::Outcome;
+                let quarantined = outcomes.iter().filter(|o| matches!(o, Outcome::Quarantined(_))).count() as i64;
+                let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate)).count() as i64;
+                let ingested = outcomes.len() as i64 - quarantined - duplicates;
+                mailboxes::advance(c, &n, max_uid, ingested, quarantined)
+            })
         })
         .await?;
     tracing::debug!(mailbox = %name, count, "batch committed");
@@ -266,7 +327,13 @@ async fn wait_for_mail(
         return Ok(session);
     }
     // IDLE needs the folder selected; the lease is renewed at least every poll interval.
-    session.select(&m.folder).await.context("SELECT before IDLE")?;
+    let selected = session.select(&m.folder).await.context("SELECT before IDLE")?;
+    // IDLE only reports what changes after this SELECT: mail that arrived while the last batch
+    // was being fetched and committed is already counted here, and would otherwise wait for the
+    // next arrival or the IDLE timeout. With a processed folder, anything left is unprocessed.
+    if !m.processed_folder.is_empty() && selected.exists > 0 {
+        return Ok(session);
+    }
     let mut idle = session.idle();
     idle.init().await.context("IDLE")?;
     let wait = poll.min(Duration::from_secs(LEASE_SECONDS as u64 / 2));
@@ -279,4 +346,25 @@ async fn wait_for_mail(
     }
     let session = idle.done().await.context("IDLE DONE")?;
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_of_a_dead_process_of_this_machine_can_be_taken_over() {
+        let ours = lease_holder();
+        let (prefix, _) = ours.rsplit_once('-').unwrap();
+        let (machine, _pid) = prefix.rsplit_once('-').unwrap();
+        // pid 0 is never a process of ours: /proc/0 does not exist.
+        let dead = format!("{machine}-0-0badcafe");
+        let same_pid_other_name = format!("{prefix}-0badcafe");
+        assert!(is_dead_holder(&dead, &ours));
+        assert!(is_dead_holder(&same_pid_other_name, &ours));
+        assert!(!is_dead_holder(&ours, &ours));
+        assert!(!is_dead_holder(&format!("{machine}-1-0badcafe"), &ours), "pid 1 runs");
+        assert!(!is_dead_holder("elsewhere-12345678-0-0badcafe", &ours), "another machine");
+        assert!(!is_dead_holder("garbage", &ours));
+    }
 }

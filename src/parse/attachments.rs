@@ -81,7 +81,7 @@ pub fn sanitize_file_name(raw: &str, content_type: &str) -> String {
 }
 
 /// Characters that reorder displayed text (U+202A–U+202E, U+2066–U+2069, LRM, RLM, ALM).
-fn is_bidi_control(c: char) -> bool {
+pub(super) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 

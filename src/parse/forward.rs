@@ -37,7 +37,8 @@ pub(super) fn mailbox_from_text(value: &str) -> Option<Mailbox> {
     let address = EmailAddress::parse(found.as_str().trim_end_matches('.'))?;
     let whole = captures.get(0)?;
     let name = format!("{}{}", &value[..whole.start()], &value[whole.end()..]);
-    let name = name.trim().trim_matches(|c| c == '"' || c == '\'' || c == '«' || c == '»').trim();
+    let name = super::mail::clean_line(&name);
+    let name = name.trim_matches(|c| c == '"' || c == '\'' || c == '«' || c == '»').trim();
     let name = (!name.is_empty() && !name.contains('@')).then(|| name.to_string());
     Some(Mailbox { name, address })
 }

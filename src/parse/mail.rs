@@ -127,10 +127,13 @@ fn clean_subject(subject: &str) -> String {
 }
 
 /// Controls and line breaks become single spaces; a no-break space is left alone (French
-/// typography puts one before `:`).
-fn clean_line(value: &str) -> String {
+/// typography puts one before `:`). Bidirectional controls are removed, as from file names: an
+/// unbalanced override would reverse the rest of a subject line ("[Ticket #12] …" included)
+/// wherever it is shown.
+pub(super) fn clean_line(value: &str) -> String {
     value
         .split(|c: char| c.is_control() || c.is_ascii_whitespace() || matches!(c, '\u{2028}' | '\u{2029}'))
+        .map(|word| word.replace(attachments::is_bidi_control, ""))
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -312,6 +315,7 @@ mod tests {
     fn subjects_lose_line_breaks_and_controls_but_keep_no_break_spaces() {
         assert_eq!(clean_subject("Re:\r\n\t[Ticket #1]  x\u{0}y\u{2028}z"), "Re: [Ticket #1] x y z");
         assert_eq!(clean_subject("Réponse automatique\u{a0}: x"), "Réponse automatique\u{a0}: x");
+        assert_eq!(clean_subject("Facture \u{202E}gnp.exe\u{2066} [Ticket #9]"), "Facture gnp.exe [Ticket #9]");
     }
 
     #[test]

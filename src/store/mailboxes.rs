@@ -86,6 +86,21 @@ pub fn take_lease(conn: &mut Conn, name: &str, holder: &str, now: i64, seconds: 
     Ok(taken == 1)
 }
 
+/// Takes the lease from `previous`, a holder known to be dead; false if someone else got it first.
+pub fn take_over_lease(
+    conn: &mut Conn,
+    name: &str,
+    previous: &str,
+    holder: &str,
+    now: i64,
+    seconds: i64,
+) -> anyhow::Result<bool> {
+    let taken = diesel::update(ms::table.find(name).filter(ms::lease_holder.eq(previous)))
+        .set((ms::lease_holder.eq(holder), ms::lease_until.eq(now + seconds)))
+        .execute(conn)?;
+    Ok(taken == 1)
+}
+
 pub fn release_lease(conn: &mut Conn, name: &str, holder: &str) -> anyhow::Result<()> {
     diesel::update(ms::table.find(name).filter(ms::lease_holder.eq(holder)))
         .set((ms::lease_holder.eq(None::<String>), ms::lease_until.eq(0i64)))

@@ -58,8 +58,10 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         // of mail) instead of spilling them to the WAL mid-transaction, which, under the per-mail
         // savepoints, also copies every spilled page into a statement journal (measured: the
         // mail's bytes written three times and read back once more; see BENCHMARKS.md).
+        // mmap_size: reads go through the OS page cache without a system call per page (the web
+        // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view").
         conn.batch_execute(
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF;",
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }

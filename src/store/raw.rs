@@ -49,19 +49,40 @@ pub fn insert(
     at: i64,
 ) -> anyhow::Result<i64> {
     let id = next_id(conn, "raw_mail")?;
+    insert_row(conn, &NewRaw { id, key, source, data, state, reason, ticket: None, at })?;
+    Ok(id)
+}
+
+/// A raw mail row written whole, under an id taken beforehand (`next_id(conn, "raw_mail")`).
+pub struct NewRaw<'a> {
+    pub id: i64,
+    pub key: &'a str,
+    pub source: &'a str,
+    pub data: &'a [u8],
+    pub state: RawState,
+    pub reason: Option<&'a str>,
+    pub ticket: Option<i64>,
+    pub at: i64,
+}
+
+/// Inserts a raw mail with its final outcome. Writing the row once matters: SQLite rewrites a
+/// whole record on UPDATE, so setting the outcome afterwards would write (and journal) the mail's
+/// bytes a second time.
+pub fn insert_row(conn: &mut Conn, r: &NewRaw) -> anyhow::Result<()> {
     diesel::insert_into(raw_mails::table)
         .values((
-            raw_mails::id.eq(id),
-            raw_mails::message_key.eq(key),
-            raw_mails::source.eq(source),
-            raw_mails::received_at.eq(at),
-            raw_mails::size.eq(data.len() as i64),
-            raw_mails::data.eq(data),
-            raw_mails::state.eq(state.as_str()),
-            raw_mails::reason.eq(reason),
+            raw_mails::id.eq(r.id),
+            raw_mails::message_key.eq(r.key),
+            raw_mails::source.eq(r.source),
+            raw_mails::received_at.eq(r.at),
+            raw_mails::size.eq(r.data.len() as i64),
+            raw_mails::data.eq(r.data),
+            raw_mails::state.eq(r.state.as_str()),
+            raw_mails::reason.eq(r.reason),
+            raw_mails::ticket_number.eq(r.ticket),
         ))
         .execute(conn)?;
-    Ok(id)
+    Ok(())
 }
 
 pub fn set_outcome(

@@ -715,8 +715,11 @@ pub fn keyword_query(keyword: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// The `WHERE` clause shared by the count and the page of [`list_tickets`].
-fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria) {
+/// The `WHERE` clause shared by the count and the page of [`list_tickets`]. For the page
+/// (`ordered`), SQLite is kept from using the status index (`+t.status`): walking the tickets
+/// newest first and stopping at the page's end beats sorting every open ticket, the open ones
+/// being the recent ones.
+fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, ordered: bool) {
     b.push(" WHERE 1 = 1");
     if let Audience::Customer { email, shared_company } = audience {
         b.push(" AND (t.requester = ").param(Param::Text(email.clone()));
@@ -732,7 +735,7 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria) {
         b.push(" AND t.number = ").param(Param::Int(n));
     }
     if !c.statuses.is_empty() && c.statuses.len() < Status::ALL.len() {
-        b.push(" AND t.status IN (");
+        b.push(if ordered && b.sqlite { " AND +t.status IN (" } else { " AND t.status IN (" });
         for (i, s) in c.statuses.iter().enumerate() {
             b.push(if i == 0 { "" } else { ", " }).param(Param::Text(s.as_str().into()));
         }
@@ -756,13 +759,13 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria) {
     }
     let notes = if audience.is_staff() { "" } else { " AND m.kind <> 'note'" };
     // A customer sees few tickets: each of their messages is checked against the index (a
-    // rowid seek per message). Staff and shared companies see many: the messages matching the
+    // rowid seek per message; CROSS JOIN keeps SQLite from turning the loops around). Staff and shared companies see many: the messages matching the
     // keyword are listed once, then their tickets, so the work follows the keyword's rarity.
     let per_ticket = matches!(audience, Audience::Customer { shared_company: None, .. });
     for query in c.keywords.iter().filter_map(|k| keyword_query(k)) {
         match (b.sqlite, per_ticket) {
             (true, true) => {
-                b.push(" AND EXISTS (SELECT 1 FROM messages m JOIN message_search ON message_search.rowid = m.id WHERE m.ticket_number = t.number")
+                b.push(" AND EXISTS (SELECT 1 FROM messages m CROSS JOIN message_search ON message_search.rowid = m.id WHERE m.ticket_number = t.number")
                     .push(notes)
                     .push(" AND message_search MATCH ")
                     .param(Param::Text(query))
@@ -809,7 +812,7 @@ pub fn list_tickets(
     } else {
         count.push(" FROM tickets t");
     }
-    list_filter(&mut count, audience, c);
+    list_filter(&mut count, audience, c, false);
     let total = count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n);
     if total == 0 || c.limit == Some(0) {
         return Ok((total, Vec::new()));
@@ -823,7 +826,7 @@ pub fn list_tickets(
         params: Vec::new(),
     };
     reads_join(&mut page);
-    list_filter(&mut page, audience, c);
+    list_filter(&mut page, audience, c, c.sort == SortKey::Updated);
     let dir = if c.descending { "DESC" } else { "ASC" };
     page.push(&format!(" ORDER BY {} {dir}, t.number {dir}", c.sort.sql(sqlite)));
     if let Some(limit) = c.limit {

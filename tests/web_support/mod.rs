@@ -13,6 +13,8 @@ use guichet::desk::inbound::Outcome;
 use guichet::store::outbox::OutboxRow;
 use guichet::store::schema::outbox;
 
+use crate::common::guichet::TestDatabase;
+
 pub const STAFF: &str = "alice@example.com";
 pub const MARIE: &str = "marie.dupont@cisa.example";
 pub const PAUL: &str = "paul.martin@cisa.example";
@@ -22,6 +24,8 @@ pub struct TestApp {
     pub app: App,
     pub base: String,
     pub port: u16,
+    // Dropped after the app's connections are done with it (fields drop in order).
+    _database: TestDatabase,
     _dir: tempfile::TempDir,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -32,14 +36,16 @@ impl Drop for TestApp {
     }
 }
 
-/// Starts the real server (`web::serve`) on 127.0.0.1:0 with a fresh database. `extra` is TOML
-/// appended to the test configuration (`[helpdesk]` keys go in `helpdesk_extra`).
+/// Starts the real server (`web::serve`) on 127.0.0.1:0 with a fresh database (SQLite, or
+/// PostgreSQL when `GUICHET_TEST_POSTGRES` names a server). `extra` is TOML appended to the test
+/// configuration (`[helpdesk]` keys go in `helpdesk_extra`).
 pub async fn spawn(helpdesk_extra: &str, extra: &str) -> TestApp {
     spawn_with_url(helpdesk_extra, extra, None).await
 }
 
 pub async fn spawn_with_url(helpdesk_extra: &str, extra: &str, public_url: Option<&str>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
@@ -58,14 +64,14 @@ domains = ["cisa.example"]
 shared = true
 
 [database]
-url = "sqlite://{}"
+url = "{}"
 
 [web]
 listen = "127.0.0.1:{port}"
 {extra}
 "#,
         public_url.unwrap_or(&base),
-        dir.path().join("guichet.db").display()
+        database.url
     );
     let file = dir.path().join("guichet.toml");
     std::fs::write(&file, config).unwrap();
@@ -74,7 +80,7 @@ listen = "127.0.0.1:{port}"
     let app = App::open(settings).unwrap();
     let (stop, shutdown) = Shutdown::new();
     tokio::spawn(guichet::web::serve(app.clone(), listener, shutdown));
-    TestApp { app, base, port, _dir: dir, stop }
+    TestApp { app, base, port, _database: database, _dir: dir, stop }
 }
 
 static MAIL_COUNTER: AtomicU32 = AtomicU32::new(0);
