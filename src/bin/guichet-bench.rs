@@ -88,6 +88,10 @@ enum Cmd {
         /// Domain of the customers (Postfix should discard it)
         #[arg(long, default_value = "discard.example")]
         domain: String,
+        /// The same configuration with [smtp] on a null SMTP server (smtp-sink): a last run of
+        /// `count` notifications measures the sender without Postfix
+        #[arg(long)]
+        sink_config: Option<PathBuf>,
     },
     /// Prints a free loopback TCP port
     FreePort,
@@ -160,7 +164,9 @@ fn main() -> anyhow::Result<()> {
             ingest_bench(&imap, &mix, &daemon, rate, seconds, baseline)
         }
         Cmd::ProfileIngest { mix, config, page_size } => profile_ingest(&mix, &config, page_size),
-        Cmd::Sender { daemon, count, queue, domain } => sender_bench(&daemon, count, queue, &domain),
+        Cmd::Sender { daemon, count, queue, domain, sink_config } => {
+            sender_bench(&daemon, count, queue, &domain, sink_config.as_deref())
+        }
         Cmd::FreePort => {
             println!("{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
             Ok(())
@@ -1373,7 +1379,7 @@ fn drain(d: &DaemonArgs, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sender_bench(d: &DaemonArgs, n: usize, queue: usize, domain: &str) -> anyhow::Result<()> {
+fn sender_bench(d: &DaemonArgs, n: usize, queue: usize, domain: &str, sink: Option<&Path>) -> anyhow::Result<()> {
     // `migrate` first, so that the database exists before the seeding opens it.
     let status = Command::new(&d.guichet).arg("-c").arg(&d.config).arg("migrate").stdout(Stdio::null()).status()?;
     if !status.success() {
@@ -1398,6 +1404,12 @@ fn sender_bench(d: &DaemonArgs, n: usize, queue: usize, domain: &str) -> anyhow:
         let (claim_p50, _, status_p50) = queue_query_times(&d.config)?;
         metric("queue_empty_claim_ms_p50", claim_p50, "ms (after the drain: nothing due)");
         metric("queue_empty_status_ms_p50", status_p50, "ms");
+    }
+
+    if let Some(sink) = sink {
+        seed_outbox(&d.config, &d.db, n, domain, 2_000_000)?;
+        let to_sink = DaemonArgs { config: sink.to_path_buf(), ..d.clone() };
+        drain(&to_sink, "sink")?;
     }
     Ok(())
 }
