@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::guichet::{Config, HELPDESK, STAFF, eventually, mailbox};
+use common::guichet::{Config, HELPDESK, STAFF, mailbox};
 use common::mail_stack::MailStack;
 use diesel::prelude::*;
 use guichet::store::Store;
@@ -255,17 +255,31 @@ async fn five_hundred_mails_through_twenty_sigkills_are_each_stored_and_answered
     let delivered_in = began.elapsed();
 
     // Everything settles with the last daemon: INBOX empty, every mail moved once, outbox drained.
-    eventually(WAIT, "INBOX emptied and 500 mails in Processed", || {
-        let inbox = block(stack.count(HELPDESK, "INBOX"));
-        let done = block(stack.count(HELPDESK, "Processed"));
-        (inbox == 0 && done >= MAILS).then_some(())
-    })
-    .await;
-    let status = eventually(WAIT, "the outbox drained", || {
-        let s = cfg.status();
-        (s["outbox"]["pending"] == 0 && s["mailboxes"][0]["on_server"] == 0).then_some(s)
-    })
-    .await;
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let inbox = stack.count(HELPDESK, "INBOX").await;
+        let done = stack.count(HELPDESK, "Processed").await;
+        let s = tokio::task::block_in_place(|| cfg.status());
+        if inbox == 0 && done >= MAILS && s["outbox"]["pending"] == 0 && s["mailboxes"][0]["on_server"] == 0 {
+            break s;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not settled after {WAIT:?}: INBOX {inbox}, Processed {done}, status {s}\n--- last daemon ---\n{}",
+                daemon
+                    .logs()
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     let settled_in = began.elapsed();
 
     // Assert, from the database: one raw mail and one message per Message-ID, one ticket per customer.
@@ -351,6 +365,13 @@ async fn five_hundred_mails_through_twenty_sigkills_are_each_stored_and_answered
             }
         }
     }
+    if std::env::var("CRASH_DEBUG").is_ok() {
+        let log = stack.maillog();
+        for what in ["lost connection after END-OF-MESSAGE", "lost connection after DATA", "lost connection after RCPT"]
+        {
+            println!("postfix: {} × {what}", log.matches(what).count());
+        }
+    }
     let strays: usize = arrived
         .iter()
         .map(|(r, mids)| mids.iter().filter(|m| !sent.iter().any(|n| &n.1 == r && &n.2 == *m)).count())
@@ -419,9 +440,4 @@ async fn five_hundred_mails_through_twenty_sigkills_are_each_stored_and_answered
     assert_eq!(status["outbox"]["sent"], notifications.len(), "{status}");
     assert_eq!(status["outbox"]["failed"], 0, "{status}");
     assert!(daemon.stop().success(), "the last daemon stops cleanly on SIGTERM");
-}
-
-/// Runs a future to completion from synchronous code inside a multi-thread runtime.
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Handle::current().block_on(f)
 }

@@ -124,6 +124,9 @@ struct MixArgs {
     count: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Instead of the mix: every mail carries one attachment of this many bytes (memory test)
+    #[arg(long)]
+    attachment_bytes: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -151,7 +154,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Fill { imap, mix } => {
-            let plan = Plan::new(mix.seed, mix.count, 0);
+            let plan = Plan::new(&mix, 0);
             let t = Instant::now();
             let bytes = fill(&imap, &plan, 0..plan.n_fill)?;
             let secs = t.elapsed().as_secs_f64();
@@ -357,7 +360,8 @@ const AGENTS: &[&str] =
 
 impl Plan {
     /// `n_fill` backlog mails, then `n_stream` stream mails.
-    fn new(seed: u64, n_fill: usize, n_stream: usize) -> Plan {
+    fn new(mix: &MixArgs, n_stream: usize) -> Plan {
+        let (seed, n_fill) = (mix.seed, mix.count);
         let mut rng = StdRng::seed_from_u64(seed);
         let run = format!("{:08x}", rand::random::<u32>());
         let customers = (n_fill + n_stream) / 4 + 10;
@@ -366,8 +370,9 @@ impl Plan {
         for i in 0..n_fill + n_stream {
             let roll = rng.random_range(0..100);
             let lang = if rng.random_range(0..100) < 65 { Lang::Fr } else { Lang::En };
-            // Backlog replies answer a mail at least 20 earlier; stream replies answer the backlog.
-            let reply_pool = if i < n_fill { i.saturating_sub(20) } else { n_fill };
+            // Backlog replies answer a mail at least 100 earlier (the backlog is appended over
+            // several connections: not quite in this order); stream replies answer the backlog.
+            let reply_pool = if i < n_fill { i.saturating_sub(100) } else { n_fill };
             let kind = if roll < 10 && reply_pool > 0 {
                 let mut target = rng.random_range(reply_pool.saturating_sub(400)..reply_pool);
                 while let Kind::Reply { target: t } = metas[target].kind {
@@ -400,7 +405,10 @@ impl Plan {
             };
             // Log-uniform between 50 KB and 1.5 MB (median ≈ 270 KB, mean ≈ 425 KB): most attachments
             // are small, a few are large.
-            let attachment = if kind == Kind::Attachment {
+            let kind = if mix.attachment_bytes.is_some() { Kind::Attachment } else { kind };
+            let attachment = if let Some(size) = mix.attachment_bytes {
+                size
+            } else if kind == Kind::Attachment {
                 rng.random_range(50_000f64.ln()..1_500_000f64.ln()).exp() as usize
             } else {
                 0
@@ -634,6 +642,7 @@ fn html_of(text: &str) -> String {
 
 /// Quoted-printable (RFC 2045) with CRLF line ends and soft breaks at 76 columns.
 fn quoted_printable(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for line in text.split('\n') {
         let mut col = 0;
@@ -641,13 +650,19 @@ fn quoted_printable(text: &str) -> String {
         for (k, &b) in bytes.iter().enumerate() {
             let last = k + 1 == bytes.len();
             let literal = (b == b' ' && !last) || ((b'!'..=b'~').contains(&b) && b != b'=');
-            let piece = if literal { (b as char).to_string() } else { format!("={b:02X}") };
-            if col + piece.len() > 75 {
+            let width = if literal { 1 } else { 3 };
+            if col + width > 75 {
                 out.push_str("=\r\n");
                 col = 0;
             }
-            out.push_str(&piece);
-            col += piece.len();
+            if literal {
+                out.push(b as char);
+            } else {
+                out.push('=');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+            col += width;
         }
         out.push_str("\r\n");
     }
@@ -733,14 +748,20 @@ fn imap_login(a: &ImapArgs) -> anyhow::Result<(TcpStream, BufReader<TcpStream>)>
 }
 
 /// APPENDs `mails` (position, bytes, optional send time) on one connection with up to `window`
-/// commands in flight; returns the send and OK times by position.
+/// commands in flight; `group` mails per command (MULTIAPPEND, RFC 3502: Dovecot saves them in one
+/// transaction, one lock and one sync of the mailbox instead of one per mail; a timed stream uses
+/// 1). Returns the send and OK times by position.
 fn append_connection(
     a: &ImapArgs,
     mails: impl Iterator<Item = ToAppend>,
     total: usize,
+    group: usize,
 ) -> anyhow::Result<Vec<(usize, Appended)>> {
     let (mut stream, mut reader) = imap_login(a)?;
     let (slot_tx, slot_rx) = std::sync::mpsc::sync_channel::<()>(a.window.max(1));
+    // Tag (the first position of a command) → the positions that command carries.
+    let commands: Arc<Mutex<HashMap<usize, Vec<usize>>>> = Arc::default();
+    let commands2 = commands.clone();
     let mut sent_at: HashMap<usize, Instant> = HashMap::with_capacity(total);
     let reader_thread = std::thread::spawn(move || -> anyhow::Result<Vec<(usize, Instant)>> {
         let mut done = Vec::with_capacity(total);
@@ -752,18 +773,22 @@ fn append_connection(
             }
             let Some(rest) = line.strip_prefix('a') else { continue };
             let Some((tag, answer)) = rest.split_once(' ') else { continue };
-            let Ok(pos) = tag.parse::<usize>() else { continue };
+            let Ok(tag) = tag.parse::<usize>() else { continue };
             if !answer.starts_with("OK") {
                 bail!("APPEND refused: {}", line.trim_end());
             }
-            done.push((pos, Instant::now()));
+            let now = Instant::now();
+            let positions = commands2.lock().unwrap().remove(&tag).unwrap_or_default();
+            done.extend(positions.into_iter().map(|p| (p, now)));
             let _ = slot_rx.recv();
         }
         Ok(done)
     });
     let mut written = 0usize;
-    for (pos, data, at) in mails {
-        if let Some(at) = at {
+    let mut mails = mails.peekable();
+    while mails.peek().is_some() {
+        let batch: Vec<ToAppend> = mails.by_ref().take(group.max(1)).collect();
+        if let Some(at) = batch[0].2 {
             let now = Instant::now();
             if at > now {
                 std::thread::sleep(at - now);
@@ -772,16 +797,18 @@ fn append_connection(
         if slot_tx.send(()).is_err() {
             break; // the reader stopped: its error is reported below
         }
-        let head = format!("a{pos} APPEND {} {{{}+}}\r\n", a.folder, data.len());
-        sent_at.insert(pos, Instant::now());
-        let write = stream
-            .write_all(head.as_bytes())
-            .and_then(|_| stream.write_all(&data))
-            .and_then(|_| stream.write_all(b"\r\n"));
-        if write.is_err() {
+        let tag = batch[0].0;
+        commands.lock().unwrap().insert(tag, batch.iter().map(|m| m.0).collect());
+        let mut ok = write!(stream, "a{tag} APPEND {}", a.folder).is_ok();
+        let now = Instant::now();
+        for (pos, data, _) in &batch {
+            sent_at.insert(*pos, now);
+            ok = ok && write!(stream, " {{{}+}}\r\n", data.len()).is_ok() && stream.write_all(data).is_ok();
+        }
+        if !(ok && stream.write_all(b"\r\n").is_ok()) {
             break;
         }
-        written += 1;
+        written += batch.len();
     }
     drop(slot_tx);
     let done = reader_thread.join().map_err(|_| anyhow::anyhow!("IMAP reader panicked"))??;
@@ -809,7 +836,7 @@ fn fill(a: &ImapArgs, plan: &Plan, range: std::ops::Range<usize>) -> anyhow::Res
                         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                         (i, data, None)
                     });
-                    append_connection(a, mails, total)
+                    append_connection(a, mails, total, 10)
                 })
             })
             .collect();
@@ -1008,7 +1035,7 @@ fn ingest_bench(
     baseline: bool,
 ) -> anyhow::Result<()> {
     let n_stream = (rate * seconds) as usize;
-    let plan = Plan::new(mix.seed, mix.count, n_stream);
+    let plan = Plan::new(mix, n_stream);
     let n = plan.n_fill;
     let kinds = |f: &dyn Fn(&Kind) -> bool| plan.metas[..n].iter().filter(|m| f(&m.kind)).count();
     eprintln!(
@@ -1026,7 +1053,7 @@ fn ingest_bench(
     metric("fill_mails", n as f64, "mails");
     metric("fill_mb", mb(bytes), "MB");
     metric("fill_mean_mail_kb", bytes as f64 / n as f64 / 1000.0, "kB");
-    metric("fill_append_rate", n as f64 / fill_secs, "mails/s (4 pipelined IMAP connections)");
+    metric("fill_append_rate", n as f64 / fill_secs, "mails/s (pipelined IMAP connections, MULTIAPPEND of 10)");
 
     if baseline {
         let (fetched, fetched_bytes, secs) = dovecot_baseline(a)?;
@@ -1133,7 +1160,7 @@ fn ingest_bench(
                 .into_iter()
                 .map(|list| {
                     let total = list.len();
-                    s.spawn(move || append_connection(a, list.into_iter(), total))
+                    s.spawn(move || append_connection(a, list.into_iter(), total, 1))
                 })
                 .collect();
             let mut all = Vec::new();
@@ -1222,7 +1249,7 @@ fn dovecot_baseline(a: &ImapArgs) -> anyhow::Result<(usize, u64, f64)> {
 /// The mix parsed, then parsed + committed through the library in batches of 100 (no IMAP).
 fn profile_ingest(mix: &MixArgs, config: &Path, page_size: Option<u32>) -> anyhow::Result<()> {
     use guichet::desk::actions::Mailing;
-    let plan = Plan::new(mix.seed, mix.count, 0);
+    let plan = Plan::new(mix, 0);
     let t = Instant::now();
     let mails: Vec<Vec<u8>> = (0..plan.len()).map(|i| plan.render(i)).collect();
     let bytes: u64 = mails.iter().map(|m| m.len() as u64).sum();
