@@ -19,9 +19,10 @@ use crate::desk::actions::record_event;
 use crate::store::outbox::{self, OutboxRow};
 use crate::store::{self, tickets};
 
-/// Notifications claimed per round, and sent concurrently at most.
+/// Notifications claimed per round, and sent concurrently at most (each SMTP message waits
+/// ~40 ms on lettre 0.11's Nagle delay, so throughput comes from concurrency: BENCHMARKS.md).
 const CLAIM: i64 = 64;
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 32;
 /// A claim lasts this long: a daemon that dies mid-send frees its rows after it.
 const LEASE_SECONDS: i64 = 60;
 const MAX_RETRY_DELAY: i64 = 3600;

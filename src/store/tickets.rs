@@ -10,7 +10,7 @@ use crate::domain::{MessageKind, Priority, Status};
 /// At most this many watchers per ticket (hostile mail can carry thousands of Cc).
 pub const MAX_WATCHERS: usize = 40;
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+#[derive(Queryable, QueryableByName, Selectable, Clone, Debug)]
 #[diesel(table_name = tickets)]
 pub struct TicketRow {
     pub number: i64,
@@ -583,47 +583,9 @@ impl Default for ListCriteria {
 #[derive(QueryableByName, Clone, Debug)]
 pub struct ListedTicket {
     #[diesel(embed)]
-    pub ticket: ListedRow,
+    pub ticket: TicketRow,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub unread: bool,
-}
-
-#[derive(QueryableByName, Clone, Debug)]
-#[diesel(table_name = tickets)]
-pub struct ListedRow {
-    pub number: i64,
-    pub subject: String,
-    pub status: String,
-    pub priority: String,
-    pub requester: String,
-    pub company: Option<String>,
-    pub product: Option<String>,
-    pub service: Option<String>,
-    pub unverified: bool,
-    pub refers_to: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub closed_at: Option<i64>,
-}
-
-impl From<ListedRow> for TicketRow {
-    fn from(r: ListedRow) -> TicketRow {
-        TicketRow {
-            number: r.number,
-            subject: r.subject,
-            status: r.status,
-            priority: r.priority,
-            requester: r.requester,
-            company: r.company,
-            product: r.product,
-            service: r.service,
-            unverified: r.unverified,
-            refers_to: r.refers_to,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            closed_at: r.closed_at,
-        }
-    }
 }
 
 #[derive(QueryableByName)]

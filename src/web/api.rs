@@ -28,7 +28,7 @@ pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         .map(|r| {
             let number = r.ticket.number;
             let w = watchers.iter().filter(|(n, _)| *n == number).map(|(_, a)| a.clone()).collect();
-            let mut json = tickets::ticket_json(&r.ticket.into(), w);
+            let mut json = tickets::ticket_json(&r.ticket, w);
             json.unread = Some(r.unread);
             json
         })
