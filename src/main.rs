@@ -108,7 +108,11 @@ fn main() -> ExitCode {
             Command::Quarantine { action: QuarantineAction::List { json } } => cli::quarantine_list(&app, json),
             Command::Quarantine { action: QuarantineAction::Retry { id } } => cli::quarantine_retry(&app, id),
             Command::Status { json } => cli::status(&app, json),
-            Command::Demo { .. } | Command::Run | Command::Migrate | Command::Ingest { .. } | Command::CopyTo { .. } => {
+            Command::Demo { .. }
+            | Command::Run
+            | Command::Migrate
+            | Command::Ingest { .. }
+            | Command::CopyTo { .. } => {
                 unreachable!()
             }
         })),

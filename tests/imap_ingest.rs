@@ -49,28 +49,69 @@ async fn replies_thread_by_token_and_by_in_reply_to_and_strangers_get_their_own_
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
     stack
-        .append(HELPDESK, "INBOX", &mail("Marie <marie@customer.example>", "Écran noir", "t1@customer.example", "Cc: paul@customer.example\n", "L'écran reste noir."))
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail(
+                "Marie <marie@customer.example>",
+                "Écran noir",
+                "t1@customer.example",
+                "Cc: paul@customer.example\n",
+                "L'écran reste noir.",
+            ),
+        )
         .await;
     eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
     // Subject rewritten, In-Reply-To kept.
     stack
-        .append(HELPDESK, "INBOX", &mail("marie@customer.example", "autre sujet", "t2@customer.example", "In-Reply-To: <t1@customer.example>\n", "Toujours noir."))
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail(
+                "marie@customer.example",
+                "autre sujet",
+                "t2@customer.example",
+                "In-Reply-To: <t1@customer.example>\n",
+                "Toujours noir.",
+            ),
+        )
         .await;
     // The Cc'd colleague answers the original mail.
     stack
-        .append(HELPDESK, "INBOX", &mail("paul@customer.example", "Re: Écran noir", "t3@customer.example", "In-Reply-To: <t1@customer.example>\nReferences: <t1@customer.example>\n", "Chez moi aussi."))
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail(
+                "paul@customer.example",
+                "Re: Écran noir",
+                "t3@customer.example",
+                "In-Reply-To: <t1@customer.example>\nReferences: <t1@customer.example>\n",
+                "Chez moi aussi.",
+            ),
+        )
         .await;
     // Token only.
     stack
-        .append(HELPDESK, "INBOX", &mail("marie@customer.example", "RE: [Ticket #1] Écran noir", "t4@customer.example", "", "Merci."))
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail("marie@customer.example", "RE: [Ticket #1] Écran noir", "t4@customer.example", "", "Merci."),
+        )
         .await;
     // A stranger with the token.
     stack
-        .append(HELPDESK, "INBOX", &mail("eve@other.example", "Re: [Ticket #1] Écran noir", "t5@other.example", "", "Montrez-moi."))
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail("eve@other.example", "Re: [Ticket #1] Écran noir", "t5@other.example", "", "Montrez-moi."),
+        )
         .await;
     let t1 = eventually(WAIT, "4 messages on ticket 1", || cfg.ticket(1).filter(|t| messages(t).len() >= 4)).await;
     let froms: Vec<String> = messages(&t1).iter().map(|m| m["from"].as_str().unwrap().to_string()).collect();
-    assert_eq!(froms, ["marie@customer.example", "marie@customer.example", "paul@customer.example", "marie@customer.example"]);
+    assert_eq!(
+        froms,
+        ["marie@customer.example", "marie@customer.example", "paul@customer.example", "marie@customer.example"]
+    );
     let t2 = eventually(WAIT, "ticket 2", || cfg.ticket(2)).await;
     assert_eq!(t2["requester"], "eve@other.example");
 }
@@ -82,7 +123,13 @@ async fn the_same_mail_delivered_twice_and_a_mailbox_read_by_a_person_lose_and_d
     let m = mail("marie@customer.example", "Doublon", "dup@customer.example", "", "Une fois.");
     stack.append(HELPDESK, "INBOX", &m).await;
     stack.append(HELPDESK, "INBOX", &m).await;
-    stack.append(HELPDESK, "INBOX", &mail("jean@customer.example", "Lu par quelqu'un", "seen@customer.example", "", "déjà lu")).await;
+    stack
+        .append(
+            HELPDESK,
+            "INBOX",
+            &mail("jean@customer.example", "Lu par quelqu'un", "seen@customer.example", "", "déjà lu"),
+        )
+        .await;
     // Someone reads the shared mailbox before the daemon runs: \Seen must not hide anything.
     stack.set_seen_all(HELPDESK, "INBOX").await;
     let _daemon = cfg.start();
@@ -110,7 +157,8 @@ async fn a_daemon_killed_between_commit_and_move_makes_no_duplicate() {
     assert_eq!(messages(&cfg.ticket(1).unwrap()).len(), 1);
     let status = cfg.status();
     let outbox = &status["outbox"];
-    let total = outbox["pending"].as_i64().unwrap() + outbox["sent"].as_i64().unwrap() + outbox["failed"].as_i64().unwrap();
+    let total =
+        outbox["pending"].as_i64().unwrap() + outbox["sent"].as_i64().unwrap() + outbox["failed"].as_i64().unwrap();
     assert_eq!(total, sent_before, "no second set of notifications");
 }
 
@@ -119,7 +167,9 @@ async fn a_broken_mail_is_quarantined_and_the_next_one_processed() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     stack.append(HELPDESK, "INBOX", b"Subject: no sender here\nMessage-ID: <broken@x.example>\n\nwho sent me?\n").await;
-    stack.append(HELPDESK, "INBOX", &mail("marie@customer.example", "Après", "after@customer.example", "", "suivant")).await;
+    stack
+        .append(HELPDESK, "INBOX", &mail("marie@customer.example", "Après", "after@customer.example", "", "suivant"))
+        .await;
     let _daemon = cfg.start();
     let t = eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
     assert_eq!(t["subject"], "Après");
@@ -138,7 +188,13 @@ async fn a_backlog_larger_than_a_batch_is_ingested_oldest_first() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", &mailbox(&stack, "batch_size = 7"));
     for i in 0..30 {
-        stack.append(HELPDESK, "INBOX", &mail(&format!("c{i}@customer.example"), &format!("n°{i}"), &format!("b{i}@customer.example"), "", "x")).await;
+        stack
+            .append(
+                HELPDESK,
+                "INBOX",
+                &mail(&format!("c{i}@customer.example"), &format!("n°{i}"), &format!("b{i}@customer.example"), "", "x"),
+            )
+            .await;
     }
     let _daemon = cfg.start();
     eventually(WAIT, "30 tickets", || (cfg.tickets().len() == 30).then_some(())).await;
@@ -159,7 +215,9 @@ async fn an_imap_outage_shows_in_status_and_the_daemon_recovers_alone() {
     })
     .await;
     stack.start_imap();
-    stack.append(HELPDESK, "INBOX", &mail("marie@customer.example", "Après panne", "outage@customer.example", "", "x")).await;
+    stack
+        .append(HELPDESK, "INBOX", &mail("marie@customer.example", "Après panne", "outage@customer.example", "", "x"))
+        .await;
     eventually(Duration::from_secs(60), "ticket 1 after the outage", || cfg.ticket(1)).await;
     assert!(daemon.stop().success(), "SIGTERM exits 0");
 }
@@ -183,7 +241,11 @@ async fn archive_on_first_run_imports_old_mail_silently_then_answers_new_mail() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_processed_folder_mail_is_flagged_and_a_uid_cursor_skips_nothing() {
     let stack = MailStack::start();
-    let cfg = Config::new(&stack, "", &mailbox(&stack, "processed_folder = \"\"").replace("processed_folder = \"Processed\"\n", ""));
+    let cfg = Config::new(
+        &stack,
+        "",
+        &mailbox(&stack, "processed_folder = \"\"").replace("processed_folder = \"Processed\"\n", ""),
+    );
     stack.append(HELPDESK, "INBOX", &mail("a@customer.example", "un", "c1@customer.example", "", "x")).await;
     let _daemon = cfg.start();
     eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;

@@ -22,10 +22,19 @@ async fn three_daemons_one_killed_every_mail_once_every_notification_once() {
     // Mail arrives while the daemons run: a first mail per customer, then replies with the token
     // once the ticket exists (ticket numbers follow arrival order: customer i gets ticket i+1).
     for i in 0..CUSTOMERS {
-        let m = mail(&format!("c{i}@customer.example"), &format!("Demande {i}"), &format!("first{i}@customer.example"), "", "Bonjour");
+        let m = mail(
+            &format!("c{i}@customer.example"),
+            &format!("Demande {i}"),
+            &format!("first{i}@customer.example"),
+            "",
+            "Bonjour",
+        );
         stack.append(HELPDESK, "INBOX", &m).await;
     }
-    eventually(Duration::from_secs(120), "all first mails ticketed", || (cfg.tickets().len() == CUSTOMERS).then_some(())).await;
+    eventually(Duration::from_secs(120), "all first mails ticketed", || {
+        (cfg.tickets().len() == CUSTOMERS).then_some(())
+    })
+    .await;
     let number_of: HashMap<String, i64> = cfg
         .tickets()
         .iter()
@@ -35,7 +44,13 @@ async fn three_daemons_one_killed_every_mail_once_every_notification_once() {
         for i in 0..CUSTOMERS {
             let from = format!("c{i}@customer.example");
             let n = number_of[&from];
-            let m = mail(&from, &format!("Re: [Ticket #{n}] Demande {i}"), &format!("r{round}-{i}@customer.example"), "", "Encore moi");
+            let m = mail(
+                &from,
+                &format!("Re: [Ticket #{n}] Demande {i}"),
+                &format!("r{round}-{i}@customer.example"),
+                "",
+                "Encore moi",
+            );
             stack.append(HELPDESK, "INBOX", &m).await;
         }
         if round == MAILS_EACH / 2 {

@@ -24,7 +24,8 @@ async fn a_new_mail_gets_exactly_one_threaded_acknowledgement_and_replying_to_it
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
-    let first = mail("Marie <marie@customer.example>", "Imprimante bloquée", "ack1@customer.example", "", "Elle clignote.");
+    let first =
+        mail("Marie <marie@customer.example>", "Imprimante bloquée", "ack1@customer.example", "", "Elle clignote.");
     stack.smtp_send(CUSTOMER, &[HELPDESK], &first).await.expect("Postfix accepts");
     let acks = stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await;
     let ack = &acks[0];
@@ -38,7 +39,13 @@ async fn a_new_mail_gets_exactly_one_threaded_acknowledgement_and_replying_to_it
     // The customer answers the acknowledgement from their mail client.
     let ours = header(ack, "Message-ID").unwrap();
     let subject = format!("Re: {}", header(ack, "Subject").unwrap());
-    let reply = mail(CUSTOMER, &subject, "ack2@customer.example", &format!("In-Reply-To: {ours}\nReferences: {ours}\n"), "Merci !\n\nLe lun. 30 nov. 2026, Support a écrit :\n> Nous avons bien reçu");
+    let reply = mail(
+        CUSTOMER,
+        &subject,
+        "ack2@customer.example",
+        &format!("In-Reply-To: {ours}\nReferences: {ours}\n"),
+        "Merci !\n\nLe lun. 30 nov. 2026, Support a écrit :\n> Nous avons bien reçu",
+    );
     stack.smtp_send(CUSTOMER, &[HELPDESK], &reply).await.expect("Postfix accepts");
     let t = eventually(WAIT, "the reply on ticket 1", || cfg.ticket(1).filter(|t| messages(t).len() == 2)).await;
     assert_eq!(messages(&t)[1]["text"], "Merci !");
@@ -95,7 +102,13 @@ async fn a_robot_writing_again_and_again_gets_at_most_the_rate_limit_of_automati
     let cfg = Config::new(&stack, "auto_reply_limit = { count = 3, hours = 3 }", "");
     let _daemon = cfg.start();
     for i in 0..8 {
-        let m = mail("robot@customer.example", &format!("Alerte {i}"), &format!("robot{i}@customer.example"), "", "disk full");
+        let m = mail(
+            "robot@customer.example",
+            &format!("Alerte {i}"),
+            &format!("robot{i}@customer.example"),
+            "",
+            "disk full",
+        );
         stack.smtp_send("robot@customer.example", &[HELPDESK], &m).await.expect("Postfix accepts");
     }
     eventually(WAIT, "8 tickets", || (cfg.tickets().len() == 8).then_some(())).await;
@@ -112,7 +125,13 @@ async fn with_postfix_down_notifications_wait_and_then_arrive_exactly_once() {
     let _daemon = cfg.start();
     for i in 0..3 {
         let from = format!("client{i}@customer.example");
-        stack.append(HELPDESK, "INBOX", &mail(&from, &format!("Panne {i}"), &format!("down{i}@customer.example"), "", "x")).await;
+        stack
+            .append(
+                HELPDESK,
+                "INBOX",
+                &mail(&from, &format!("Panne {i}"), &format!("down{i}@customer.example"), "", "x"),
+            )
+            .await;
     }
     eventually(WAIT, "3 tickets", || (cfg.tickets().len() == 3).then_some(())).await;
     eventually(WAIT, "a delayed attempt in status", || {
@@ -138,7 +157,9 @@ async fn a_permanent_refusal_marks_the_notification_failed_on_the_ticket() {
     let _daemon = cfg.start();
     stack.append(HELPDESK, "INBOX", &mail(MailStack::BOUNCE, "Je n'existe pas", "b1@customer.example", "", "x")).await;
     let t = eventually(WAIT, "the refusal recorded on ticket 1", || {
-        cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "event" && m["text"].as_str().unwrap_or("").contains("550")))
+        cfg.ticket(1).filter(|t| {
+            messages(t).iter().any(|m| m["kind"] == "event" && m["text"].as_str().unwrap_or("").contains("550"))
+        })
     })
     .await;
     assert_eq!(t["requester"], MailStack::BOUNCE);
@@ -150,11 +171,15 @@ async fn a_bounce_after_acceptance_marks_the_address_undeliverable_and_opens_no_
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
-    stack.append(HELPDESK, "INBOX", &mail(MailStack::UNDELIVERABLE, "Adresse morte", "u1@customer.example", "", "x")).await;
+    stack
+        .append(HELPDESK, "INBOX", &mail(MailStack::UNDELIVERABLE, "Adresse morte", "u1@customer.example", "", "x"))
+        .await;
     // Postfix accepts our acknowledgement, then bounces it: the report comes back to support@.
     let t = eventually(WAIT, "the delivery failure on ticket 1", || {
         cfg.ticket(1).filter(|t| {
-            messages(t).iter().any(|m| m["kind"] == "event" && m["text"].as_str().unwrap_or("").contains(MailStack::UNDELIVERABLE))
+            messages(t)
+                .iter()
+                .any(|m| m["kind"] == "event" && m["text"].as_str().unwrap_or("").contains(MailStack::UNDELIVERABLE))
         })
     })
     .await;

@@ -39,12 +39,23 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
-    let first = mail("Marie <marie@customer.example>", "Accès refusé", "c1@customer.example", &format!("Cc: {COLLEAGUE}\n"), "Je ne peux plus me connecter.");
+    let first = mail(
+        "Marie <marie@customer.example>",
+        "Accès refusé",
+        "c1@customer.example",
+        &format!("Cc: {COLLEAGUE}\n"),
+        "Je ne peux plus me connecter.",
+    );
     stack.smtp_send(CUSTOMER, &[HELPDESK, COLLEAGUE], &first).await.expect("accepted");
 
     // Staff receive the alert and answer it from their own client.
     let alerts = stack.wait_for_messages(STAFF, "INBOX", 1, WAIT).await;
-    let answer = reply_to(&alerts[0], "Alice Bernard <alice@example.com>", "a1@example.com", "Bonjour, votre compte est débloqué.");
+    let answer = reply_to(
+        &alerts[0],
+        "Alice Bernard <alice@example.com>",
+        "a1@example.com",
+        "Bonjour, votre compte est débloqué.",
+    );
     stack.smtp_send(STAFF, &[HELPDESK], &answer).await.expect("accepted");
 
     // Acknowledgement + relayed answer, for the requester and the Cc'd colleague alike.
@@ -52,10 +63,16 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
     let relayed = got.iter().find(|m| text_of(m).contains("débloqué")).expect("the staff answer arrives");
     let from = header(relayed, "From").unwrap();
     assert!(from.contains(HELPDESK) && !from.contains("alice@"), "{from}");
-    assert!(!String::from_utf8_lossy(relayed).contains("alice@example.com"), "the staff address never reaches the customer");
+    assert!(
+        !String::from_utf8_lossy(relayed).contains("alice@example.com"),
+        "the staff address never reaches the customer"
+    );
     assert!(!text_of(relayed).contains("a écrit"), "quoted history is not relayed");
     assert!(header(relayed, "Subject").unwrap().contains("[Ticket #1]"));
-    assert!(header(relayed, "References").unwrap().contains("<c1@customer.example>"), "threaded for the customer's client");
+    assert!(
+        header(relayed, "References").unwrap().contains("<c1@customer.example>"),
+        "threaded for the customer's client"
+    );
     assert!(header(relayed, "Auto-Submitted").is_none(), "a human answer is not auto-submitted");
     let colleague = stack.wait_for_messages(COLLEAGUE, "INBOX", 3, WAIT).await; // Cc copy of the original, ack, answer
     assert!(colleague.iter().any(|m| text_of(m).contains("débloqué")));
@@ -81,12 +98,22 @@ async fn notes_reach_no_customer_closing_closes_and_a_customer_answer_reopens() 
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
-    stack.smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Facture", "f1@customer.example", "", "La facture est fausse.")).await.expect("accepted");
+    stack
+        .smtp_send(
+            CUSTOMER,
+            &[HELPDESK],
+            &mail(CUSTOMER, "Facture", "f1@customer.example", "", "La facture est fausse."),
+        )
+        .await
+        .expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await; // the acknowledgement
 
     let note = mail(STAFF, "Re: [Ticket #1] Facture", "n1@example.com", "", "#note\nVérifier avec la compta.");
     stack.smtp_send(STAFF, &[HELPDESK], &note).await.expect("accepted");
-    eventually(WAIT, "the note on ticket 1", || cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "note"))).await;
+    eventually(WAIT, "the note on ticket 1", || {
+        cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "note"))
+    })
+    .await;
 
     let close = mail(STAFF, "Re: [Ticket #1] Facture", "n2@example.com", "", "#status closed");
     stack.smtp_send(STAFF, &[HELPDESK], &close).await.expect("accepted");
@@ -127,7 +154,10 @@ async fn a_forged_staff_mail_is_not_relayed() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
-    stack.smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Question", "q@customer.example", "", "?")).await.expect("accepted");
+    stack
+        .smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Question", "q@customer.example", "", "?"))
+        .await
+        .expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await;
     let forged = mail(
         STAFF,

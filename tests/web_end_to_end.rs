@@ -31,7 +31,12 @@ async fn a_customer_logs_in_from_the_mailed_link_finds_their_ticket_and_answers_
     let _daemon = cfg.start();
     let base = format!("http://127.0.0.1:{}", cfg.web_port);
 
-    stack.smtp_send(CUSTOMER, &[HELPDESK], &mail(CUSTOMER, "Imprimante bloquée", "w1@customer.example", "", "Erreur 0x4B."))
+    stack
+        .smtp_send(
+            CUSTOMER,
+            &[HELPDESK],
+            &mail(CUSTOMER, "Imprimante bloquée", "w1@customer.example", "", "Erreur 0x4B."),
+        )
         .await
         .expect("accepted");
     eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
@@ -66,10 +71,10 @@ async fn a_customer_logs_in_from_the_mailed_link_finds_their_ticket_and_answers_
     // Answer with a file from the ticket page.
     let page = c.get(format!("{base}/tickets/1")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("zorglub"));
-    let form = Form::new()
-        .text("csrf", csrf_of(&page))
-        .text("body", "Le tambour est changé, merci.")
-        .part("files", Part::bytes(b"journal de l'imprimante".to_vec()).file_name("journal.txt").mime_str("text/plain").unwrap());
+    let form = Form::new().text("csrf", csrf_of(&page)).text("body", "Le tambour est changé, merci.").part(
+        "files",
+        Part::bytes(b"journal de l'imprimante".to_vec()).file_name("journal.txt").mime_str("text/plain").unwrap(),
+    );
     let sent = c.post(format!("{base}/tickets/1/reply")).multipart(form).send().await.unwrap();
     assert_eq!(sent.status(), 303);
 

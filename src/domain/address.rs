@@ -45,13 +45,7 @@ impl EmailAddress {
         let base = local.split('+').next().unwrap_or(local);
         matches!(
             base,
-            "mailer-daemon"
-                | "postmaster"
-                | "abuse"
-                | "noreply"
-                | "no-reply"
-                | "donotreply"
-                | "do-not-reply"
+            "mailer-daemon" | "postmaster" | "abuse" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
         ) || base.starts_with("noreply")
             || base.starts_with("no-reply")
     }

@@ -48,7 +48,9 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
     let existing: i64 = schema::raw_mails::table.count().get_result(dst)?;
     let tickets: i64 = schema::tickets::table.count().get_result(dst)?;
     if existing > 0 || tickets > 0 {
-        bail!("the target database is not empty ({tickets} tickets, {existing} raw mails): refusing to mix installations");
+        bail!(
+            "the target database is not empty ({tickets} tickets, {existing} raw mails): refusing to mix installations"
+        );
     }
     // The target's own fresh secret and counters give way to the source's.
     diesel::delete(schema::meta::table).execute(dst)?;

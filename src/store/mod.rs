@@ -4,10 +4,10 @@
 //! Writes go through [`Store::write`], which opens an IMMEDIATE transaction on SQLite so that
 //! concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
 
+pub mod copy;
 pub mod mailboxes;
 pub mod outbox;
 pub mod raw;
-pub mod copy;
 pub mod schema;
 pub mod tickets;
 
@@ -93,7 +93,8 @@ impl Store {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
         let pool = builder.build(manager).context("cannot connect to the database")?;
-        let sqlite_path = (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(url.trim_start_matches("sqlite://")));
+        let sqlite_path =
+            (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(url.trim_start_matches("sqlite://")));
         Ok(Store { pool, backend, sqlite_path })
     }
 
@@ -117,7 +118,8 @@ impl Store {
             #[cfg(feature = "postgres")]
             AnyConnection::Postgresql(pg) => {
                 pg.batch_execute("SELECT pg_advisory_lock(7263541)")?;
-                let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect());
+                let result =
+                    pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect());
                 pg.batch_execute("SELECT pg_advisory_unlock(7263541)")?;
                 result
             }

@@ -92,7 +92,12 @@ pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::R
 /// PostgreSQL: one statement, `FOR UPDATE SKIP LOCKED`, so daemons sharing the outbox never wait
 /// on each other's rows.
 #[cfg(feature = "postgres")]
-fn claim_due_postgres(pg: &mut diesel::PgConnection, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
+fn claim_due_postgres(
+    pg: &mut diesel::PgConnection,
+    now: i64,
+    limit: i64,
+    lease: i64,
+) -> anyhow::Result<Vec<OutboxRow>> {
     use diesel::sql_types::BigInt;
     #[derive(QueryableByName)]
     struct Claimed {
@@ -110,11 +115,7 @@ fn claim_due_postgres(pg: &mut diesel::PgConnection, now: i64, limit: i64, lease
     .bind::<BigInt, _>(limit)
     .load(pg)?;
     let ids: Vec<i64> = claimed.into_iter().map(|c| c.id).collect();
-    Ok(outbox::table
-        .filter(outbox::id.eq_any(&ids))
-        .order(outbox::id)
-        .select(OutboxRow::as_select())
-        .load(pg)?)
+    Ok(outbox::table.filter(outbox::id.eq_any(&ids)).order(outbox::id).select(OutboxRow::as_select()).load(pg)?)
 }
 
 pub fn mark_sent(conn: &mut Conn, id: i64, now: i64) -> anyhow::Result<()> {
