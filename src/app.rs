@@ -52,6 +52,7 @@ impl App {
         also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
+        let started = std::time::Instant::now();
         let outcomes = self.store.write(|conn| {
             let now = store::now();
             let outcomes = mails
@@ -61,6 +62,9 @@ impl App {
             also(conn, &outcomes)?;
             Ok(outcomes)
         })?;
+        // Fetch-to-commit time of a batch: what a mail in it waited for, once fetched.
+        metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
+            .record(started.elapsed().as_secs_f64());
         for o in &outcomes {
             record_outcome_metrics(source, o);
         }
