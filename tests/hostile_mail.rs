@@ -6,9 +6,13 @@
 //!
 //! Fast: `guichet::parse::parse` directly, and `App::ingest_one` on a temporary SQLite file.
 
+#[allow(dead_code)]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::mail_stack::crlf;
 use diesel::prelude::*;
 use guichet::app::App;
 use guichet::config::Settings;
@@ -91,19 +95,6 @@ url = "sqlite://{}/g.db"
 "#,
         dir.path().display()
     )
-}
-
-fn crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
 }
 
 /// CPU time of the calling thread so far (`/proc/thread-self/schedstat`, in ns), when readable.

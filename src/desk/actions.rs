@@ -315,7 +315,7 @@ pub fn staff_reply(
     } else {
         None
     };
-    if let Some(p) = priority.filter(|p| *p != ticket.priority()) {
+    if let Some(p) = priority {
         set_priority(conn, desk, ticket, p, &actor.address, at)?;
     }
     let relayed = !as_note && has_text;
@@ -452,6 +452,10 @@ pub fn set_priority(
     actor: &EmailAddress,
     at: i64,
 ) -> anyhow::Result<()> {
+    // Like change_status: setting the same priority again is no change and leaves no trace.
+    if ticket.priority() == to {
+        return Ok(());
+    }
     let lang = desk.lang();
     tickets::set_priority(conn, ticket.number, to, at)?;
     let text = if lang == "en" {

@@ -408,11 +408,7 @@ pub async fn status(
     Path(n): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Result<Response, WebError> {
-    let n = number(&n)?;
-    if !viewer.is_staff() {
-        return Err(WebError::NotFound);
-    }
-    viewer.check_csrf(form.csrf.as_deref())?;
+    let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
     let to: Status = form.status.parse().map_err(WebError::BadRequest)?;
     act(&app, &viewer, n, move |c, desk, ticket, v, now| {
         actions::change_status(c, desk, ticket, to, &v.address, Mailing::Send, now)
@@ -436,20 +432,22 @@ pub async fn priority(
     Path(n): Path<String>,
     Form(form): Form<PriorityForm>,
 ) -> Result<Response, WebError> {
-    let n = number(&n)?;
+    let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
+    let to: Priority = form.priority.parse().map_err(WebError::BadRequest)?;
+    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, now))
+        .await?;
+    Ok(done(n, "priority"))
+}
+
+/// The shared gate of the staff-only forms: a ticket number, a staff viewer (anyone else gets the
+/// same 404 as for a ticket they may not see), a valid CSRF token.
+fn staff_form(viewer: &Viewer, n: &str, csrf: Option<&str>) -> Result<i64, WebError> {
+    let n = number(n)?;
     if !viewer.is_staff() {
         return Err(WebError::NotFound);
     }
-    viewer.check_csrf(form.csrf.as_deref())?;
-    let to: Priority = form.priority.parse().map_err(WebError::BadRequest)?;
-    act(&app, &viewer, n, move |c, desk, ticket, v, now| {
-        if ticket.priority() == to {
-            return Ok(());
-        }
-        actions::set_priority(c, desk, ticket, to, &v.address, now)
-    })
-    .await?;
-    Ok(done(n, "priority"))
+    viewer.check_csrf(csrf)?;
+    Ok(n)
 }
 
 /// Whether `viewer` may read message `m` (its ticket visible; notes for staff only).
