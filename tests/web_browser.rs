@@ -6,34 +6,10 @@
 mod common;
 mod web_support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::webdriver::{self, Driver};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use web_support::{MARIE, STAFF, mail, mail_with, spawn};
-
-/// A loopback HTTP listener that counts every connection made to it (it must stay at zero).
-async fn hit_counter() -> (u16, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buf)).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (port, hits)
-}
+use web_support::{MARIE, STAFF, Spy, mail, mail_with, spawn};
 
 /// Saves a screenshot under $GUICHET_SCREENSHOTS when set (to look at the pages).
 async fn snapshot(session: &webdriver::Session, name: &str) {
@@ -109,9 +85,9 @@ async fn a_customer_logs_in_searches_reads_and_answers_in_a_real_browser() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_html_mail_runs_nothing_and_loads_nothing_in_a_real_browser() {
-    let (port, hits) = hit_counter().await;
+    let listener = Spy::start().await;
     let app = spawn("", "").await;
-    let spy = format!("http://127.0.0.1:{port}");
+    let spy = &listener.base;
     let html = format!(
         r#"<html><head><title>pwned</title><script>document.title='pwned';fetch('{spy}/head-script')</script>
 <link rel="stylesheet" href="{spy}/style.css"><meta http-equiv="refresh" content="0;url={spy}/refresh">
@@ -171,7 +147,7 @@ async fn a_hostile_html_mail_runs_nothing_and_loads_nothing_in_a_real_browser() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let direct_title = browser.title().await;
 
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "something was loaded from the remote address");
+    assert_eq!(listener.seen(), Vec::<String>::new(), "something was loaded from the remote address");
     assert!(!direct_title.contains("pwned"), "{direct_title}");
     browser.goto(&app.url(&format!("/tickets/{n}"))).await;
     browser.find("#ticket-subject").await;

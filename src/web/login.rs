@@ -116,6 +116,8 @@ pub async fn confirm_page(
 }
 
 /// `POST /login/{token}`: consumes the token, opens a session, lands on the page first asked for.
+/// The session always gets a new id, and a session the browser held before (however it came
+/// there: a planted cookie is the fixation attack) ends in the same transaction.
 pub async fn confirm(
     State(app): State<App>,
     ReaderLang(lang): ReaderLang,
@@ -125,12 +127,16 @@ pub async fn confirm(
     if !same_origin_post(&headers, &app.settings) {
         return Err(WebError::Forbidden);
     }
+    let previous = cookie(&headers, SESSION_COOKIE);
     let opened = app
         .store
         .run(move |s| {
             s.write(|c| {
                 let now = store::now();
                 let Some((email, next)) = auth::consume_login_token(c, &token, now)? else { return Ok(None) };
+                if let Some(previous) = &previous {
+                    auth::end_session(c, previous)?;
+                }
                 let (cookie_value, _) = auth::create_session(c, &email, now)?;
                 Ok(Some((cookie_value, next)))
             })

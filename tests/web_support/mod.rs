@@ -1,10 +1,13 @@
-//! Shared by tests/web_http.rs and tests/web_browser.rs: the real server on a port of its own, with
-//! its own SQLite file, tickets seeded through the real ingest path, and helpers to read what went
-//! to the outbox.
+//! Shared by tests/web_http.rs, tests/web_browser.rs and tests/web_security.rs: the real server on
+//! a port of its own, with its own SQLite file, tickets seeded through the real ingest path, helpers
+//! to read what went to the outbox, and a spy listener that records anything a page loads.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use diesel::prelude::*;
 use guichet::app::{App, Shutdown};
@@ -12,6 +15,7 @@ use guichet::config::Settings;
 use guichet::desk::inbound::Outcome;
 use guichet::store::outbox::OutboxRow;
 use guichet::store::schema::outbox;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::guichet::TestDatabase;
 
@@ -132,6 +136,11 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The configuration file the app was started with (for the `guichet` binary).
+    pub fn config_file(&self) -> PathBuf {
+        self._dir.path().join("guichet.toml")
+    }
+
     /// Every outbox row, oldest first.
     pub fn outbox(&self) -> Vec<OutboxRow> {
         self.app.store.read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?)).unwrap()
@@ -175,6 +184,62 @@ pub fn mail_text(data: &[u8]) -> String {
 /// A client that keeps cookies and does not follow redirects (tests look at them).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Like [`client`], with its connections made from `local` (a loopback address such as 127.0.0.7):
+/// to the server, another client IP (rate limits are per client).
+pub fn client_at(local: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(local)
+        .build()
+        .unwrap()
+}
+
+/// A loopback HTTP listener that records every connection made to it, with its request line: a
+/// page that runs nothing and loads nothing from elsewhere leaves it empty.
+pub struct Spy {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Spy {
+    pub async fn start() -> Spy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                // Counted at once; the request line (if any comes) replaces the placeholder.
+                let index = {
+                    let mut seen = recorded.lock().unwrap();
+                    seen.push("(a connection, no request yet)".to_string());
+                    seen.len() - 1
+                };
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buf)).await
+                        && let Some(line) = String::from_utf8_lossy(&buf[..n]).lines().next().filter(|l| !l.is_empty())
+                    {
+                        recorded.lock().unwrap()[index] = line.to_string();
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        Spy { base, seen }
+    }
+
+    /// What reached the spy so far (request lines).
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
 }
 
 /// The value of the first hidden `csrf` field of a page.
