@@ -47,7 +47,7 @@ pub fn peek_login_token(conn: &mut Conn, token: &str, now: i64) -> anyhow::Resul
         .filter(login_tokens::used_at.is_null())
         .filter(login_tokens::expires_at.gt(now))
         .select(login_tokens::email)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -65,7 +65,7 @@ pub fn consume_login_token(conn: &mut Conn, token: &str, now: i64) -> anyhow::Re
     if won != 1 {
         return Ok(None);
     }
-    Ok(Some(login_tokens::table.find(&hash).select((login_tokens::email, login_tokens::next_path)).first(conn)?))
+    Ok(Some(login_tokens::table.find(&hash).select((login_tokens::email, login_tokens::next_path)).get_result(conn)?))
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +96,7 @@ pub fn session(conn: &mut Conn, token: &str, now: i64) -> anyhow::Result<Option<
         .find(digest(token))
         .filter(sessions::expires_at.gt(now))
         .select((sessions::email, sessions::csrf))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(found.map(|(email, csrf)| Session { email, csrf }))
 }

@@ -28,6 +28,25 @@ pub enum Outcome {
     Quarantined(String),
 }
 
+/// A mail parsed and keyed before its transaction: the costly, pure part of ingesting, which
+/// may run on any thread while another batch holds the database.
+pub struct Prepared {
+    parsed: Result<InboundMail, String>,
+    key: String,
+}
+
+/// Parses `data` (or says why it cannot be) and computes its exactly-once key.
+pub fn prepare(desk: &Desk, data: &[u8]) -> Prepared {
+    let max = desk.settings.helpdesk.max_message_bytes;
+    let parsed = if data.len() as u64 > max {
+        Err(format!("mail too large: {} bytes (max_message_bytes = {max})", data.len()))
+    } else {
+        parse::parse(data).map_err(|e| e.to_string())
+    };
+    let key = raw::message_key(parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()), data);
+    Prepared { parsed, key }
+}
+
 /// Ingests one mail: exactly once, never lost. Runs `process` in a savepoint; anything it cannot do
 /// sends the mail to quarantine with the reason, so it never blocks the mails after it.
 pub fn ingest(
@@ -38,13 +57,20 @@ pub fn ingest(
     mailing: Mailing,
     now: i64,
 ) -> anyhow::Result<Outcome> {
-    let max = desk.settings.helpdesk.max_message_bytes;
-    let parsed = if data.len() as u64 > max {
-        Err(format!("mail too large: {} bytes (max_message_bytes = {max})", data.len()))
-    } else {
-        parse::parse(data).map_err(|e| e.to_string())
-    };
-    let key = raw::message_key(parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()), data);
+    ingest_prepared(conn, desk, data, prepare(desk, data), source, mailing, now)
+}
+
+/// [`ingest`] of a mail already [`prepare`]d (`prepared` must come from the same `data`).
+pub fn ingest_prepared(
+    conn: &mut Conn,
+    desk: &Desk,
+    data: &[u8],
+    prepared: Prepared,
+    source: &str,
+    mailing: Mailing,
+    now: i64,
+) -> anyhow::Result<Outcome> {
+    let Prepared { parsed, key } = prepared;
     if raw::is_known(conn, &key)? {
         return Ok(Outcome::Duplicate);
     }

@@ -147,7 +147,7 @@ async fn session_loop(
             let _ = session.logout().await;
             bail!("lost the lease on this mailbox to another daemon");
         }
-        let drained = sync_once(app, mailbox, name, &mut session, can_move, shutdown).await?;
+        let drained = sync_once(app, mailbox, name, &mut session, can_move, holder, shutdown).await?;
         if !drained {
             continue; // more to fetch right away (a backlog larger than one batch)
         }
@@ -201,6 +201,7 @@ async fn sync_once(
     name: &str,
     session: &mut ImapSession,
     can_move: bool,
+    holder: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<bool> {
     let selected = session.select(&m.folder).await.with_context(|| format!("SELECT {}", m.folder))?;
@@ -231,12 +232,46 @@ async fn sync_once(
         return Ok(true);
     }
 
-    // Sizes first, so that one batch stays within BATCH_BYTES.
-    let candidates: Vec<u32> = uids.iter().copied().take(m.batch_size as usize).collect();
-    let sizes = fetch_sizes(session, &candidates).await?;
+    // Batches follow each other on this connection, each fetched while the one before is being
+    // committed (fetching waits on Dovecot and the network, committing on the database): at most
+    // two batches are in memory. A batch is marked processed only once committed.
+    let mut rest: &[u32] = &uids;
+    let mut in_flight: Option<Commit> = None;
+    let mut fetched_all = true;
+    let mut batches = 0;
+    let result: anyhow::Result<()> = async {
+        while !rest.is_empty() && batches < BATCHES_PER_ROUND && !shutdown.is_set() {
+            let batch = next_batch(session, rest, m.batch_size as usize).await?;
+            let mails = fetch_bodies(session, &batch).await?;
+            fetched_all &= mails.len() == batch.len();
+            rest = &rest[batch.len()..];
+            batches += 1;
+            if let Some(previous) = in_flight.take() {
+                previous.finish(session, m, can_move).await?;
+            }
+            in_flight = Some(Commit::start(app, name, holder, mails, mailing));
+        }
+        Ok(())
+    }
+    .await;
+    // Whatever happened to the fetch, the batch handed to the database is seen through.
+    if let Some(last) = in_flight.take() {
+        last.finish(session, m, can_move).await?;
+    }
+    result?;
+    Ok(rest.is_empty() && fetched_all)
+}
+
+/// Batches fetched in one round before the mailbox is searched again (and the lease checked).
+const BATCHES_PER_ROUND: usize = 8;
+
+/// The next UIDs to fetch: at most `batch_size` mails and BATCH_BYTES (one mail at least).
+async fn next_batch(session: &mut ImapSession, uids: &[u32], batch_size: usize) -> anyhow::Result<Vec<u32>> {
+    let candidates = &uids[..uids.len().min(batch_size.max(1))];
+    let sizes = fetch_sizes(session, candidates).await?;
     let mut batch = Vec::new();
     let mut bytes = 0u64;
-    for uid in &candidates {
+    for uid in candidates {
         let size = u64::from(*sizes.get(uid).unwrap_or(&0));
         if !batch.is_empty() && bytes + size > BATCH_BYTES {
             break;
@@ -244,32 +279,46 @@ async fn sync_once(
         batch.push(*uid);
         bytes += size;
     }
-    let mails = fetch_bodies(session, &batch).await?;
-    let fetched: Vec<u32> = mails.keys().copied().collect();
-    let bodies: Vec<Vec<u8>> = mails.into_values().collect();
-    let count = bodies.len();
-    let (app2, n) = (app.clone(), name.to_string());
-    let max_uid = fetched.iter().copied().max().map(i64::from).unwrap_or(last_uid);
-    let outcomes = app
-        .store
-        .run(move |_| {
-            // The counters move in the batch's own transaction: a crash cannot commit the mails
-            // without them, and a duplicate (fetched again after a crash between commit and move,
-            // or a second copy) was counted when it was first ingested.
-            app2.ingest_batch_with(&bodies, &n, mailing, |c, outcomes| {
+    Ok(batch)
+}
+
+/// A fetched batch being ingested on a blocking thread.
+struct Commit {
+    uids: Vec<u32>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Commit {
+    fn start(app: &App, name: &str, holder: &str, mails: BTreeMap<u32, Vec<u8>>, mailing: Mailing) -> Commit {
+        let uids: Vec<u32> = mails.keys().copied().collect();
+        let max_uid = uids.iter().copied().max().map(i64::from).unwrap_or(0);
+        let bodies: Vec<Vec<u8>> = mails.into_values().collect();
+        let (app, name, holder) = (app.clone(), name.to_string(), holder.to_string());
+        let task = tokio::task::spawn_blocking(move || {
+            // The counters and the lease move in the batch's own transaction: a crash cannot
+            // commit the mails without them, and a duplicate (fetched again after a crash between
+            // commit and move, or a second copy) was counted when it was first ingested.
+            app.ingest_batch_with(&bodies, &name, mailing, |c, outcomes| {
                 use crate::desk::inbound::Outcome;
+                if !mailboxes::take_lease(c, &name, &holder, store::now(), LEASE_SECONDS)? {
+                    bail!("lost the lease on this mailbox to another daemon");
+                }
                 let quarantined = outcomes.iter().filter(|o| matches!(o, Outcome::Quarantined(_))).count() as i64;
                 let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate)).count() as i64;
                 let ingested = outcomes.len() as i64 - quarantined - duplicates;
-                mailboxes::advance(c, &n, max_uid, ingested, quarantined)
-            })
-        })
-        .await?;
-    tracing::debug!(mailbox = %name, count, "batch committed");
-    // Committed: now, and only now, mark them processed on the server.
-    mark_processed(session, m, &fetched, can_move).await?;
-    let _ = (outcomes, shutdown);
-    Ok(uids.len() <= batch.len() && batch.len() == fetched.len())
+                mailboxes::advance(c, &name, max_uid, ingested, quarantined)
+            })?;
+            Ok(())
+        });
+        Commit { uids, task }
+    }
+
+    /// Waits for the commit, then — and only then — marks the mails processed on the server.
+    async fn finish(self, session: &mut ImapSession, m: &MailboxSettings, can_move: bool) -> anyhow::Result<()> {
+        self.task.await.context("ingest task panicked")??;
+        tracing::debug!(mailbox = %m.display_name(), count = self.uids.len(), "batch committed");
+        mark_processed(session, m, &self.uids, can_move).await
+    }
 }
 
 fn uid_set(uids: &[u32]) -> String {

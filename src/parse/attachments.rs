@@ -1,8 +1,8 @@
 //! Attachment parts → [`Attachment`]s with decoded bytes and names safe to show and to offer
 //! for download.
 
-use super::Attachment;
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use super::{Attachment, RawSpan};
+use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
 
 /// Longest file name kept, in characters (the extension survives the cut).
 const MAX_NAME_CHARS: usize = 200;
@@ -66,7 +66,18 @@ fn to_attachment(part: &MessagePart<'_>) -> Option<Attachment> {
         Some(disposition) => disposition.ctype().eq_ignore_ascii_case("inline"),
         None => content_id.is_some() || matches!(part.body, PartType::InlineBinary(_)),
     };
-    Some(Attachment { name, content_type, data, content_id, inline })
+    // Only base64 bodies decode from the raw bytes alone (no charset or line-end translation).
+    let raw_span = (matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_))
+        && part.encoding == Encoding::Base64
+        && !part.is_encoding_problem)
+        .then_some(RawSpan { start: part.offset_body as usize, end: part.offset_end as usize })
+        .filter(|span| span.start < span.end);
+    Some(Attachment { name, content_type, data, content_id, inline, raw_span })
+}
+
+/// The bytes of a file from the base64 body at `span` of `raw` (see [`RawSpan`]).
+pub fn decode_span(raw: &[u8], span: RawSpan) -> Option<Vec<u8>> {
+    mail_parser::decoders::base64::base64_decode(raw.get(span.start..span.end)?)
 }
 
 /// A file name safe to store and offer: no directory part (`/` or `\`), no control, NUL or
@@ -123,6 +134,44 @@ fn extension_for(content_type: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every base64 file of `raw` decodes from its span to the bytes the parser gave.
+    fn spans_decode_as_parsed(raw: &[u8]) -> usize {
+        let mail = crate::parse::parse(raw).expect("a mail");
+        let mut checked = 0;
+        for a in &mail.attachments {
+            if let Some(span) = a.raw_span {
+                assert_eq!(decode_span(raw, span).as_deref(), Some(&a.data[..]), "{}", a.name);
+                checked += 1;
+            }
+        }
+        checked
+    }
+
+    #[test]
+    fn base64_files_decode_from_their_span_in_the_raw_mail() {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let body = lines.join("\r\n");
+        let multipart = format!(
+            "From: a@b.example\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n\
+             --XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+             --XX\r\nContent-Type: application/pdf; name=\"f.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n\
+             --XX\r\nContent-Type: image/png\r\nContent-ID: <img1>\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n\r\n\
+             --XX--\r\n"
+        );
+        assert_eq!(spans_decode_as_parsed(multipart.as_bytes()), 2);
+        // Bare LF line ends, as some MTAs deliver.
+        assert_eq!(spans_decode_as_parsed(multipart.replace("\r\n", "\n").as_bytes()), 2);
+        // A mail that is one base64 file, no multipart.
+        let single = format!(
+            "From: a@b.example\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: application/zip; name=a.zip\r\n\
+             Content-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n"
+        );
+        assert_eq!(spans_decode_as_parsed(single.as_bytes()), 1);
+    }
 
     #[test]
     fn paths_are_stripped_from_names() {

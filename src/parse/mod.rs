@@ -23,7 +23,7 @@ mod html;
 mod mail;
 pub mod quotes;
 
-pub use attachments::sanitize_file_name;
+pub use attachments::{decode_span, sanitize_file_name};
 pub use mail::parse;
 
 use crate::domain::EmailAddress;
@@ -82,6 +82,16 @@ pub struct Attachment {
     /// `Content-ID` without brackets, for inline images referenced as `cid:`.
     pub content_id: Option<String>,
     pub inline: bool,
+    /// Where the file lies base64-encoded in the raw mail, when it does: the store then keeps the
+    /// raw mail's copy instead of a second one.
+    pub raw_span: Option<RawSpan>,
+}
+
+/// A base64 body in the raw mail: bytes `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawSpan {
+    pub start: usize,
+    pub end: usize,
 }
 
 /// Why a mail counts as automatically generated (it must never get an automatic answer).

@@ -23,7 +23,7 @@ pub struct MailboxState {
 }
 
 pub fn ensure(conn: &mut Conn, name: &str) -> anyhow::Result<()> {
-    let found: Option<String> = ms::table.find(name).select(ms::name).first(conn).optional()?;
+    let found: Option<String> = ms::table.find(name).select(ms::name).get_result(conn).optional()?;
     if found.is_none() {
         diesel::insert_into(ms::table).values(ms::name.eq(name)).execute(conn)?;
     }
@@ -32,7 +32,7 @@ pub fn ensure(conn: &mut Conn, name: &str) -> anyhow::Result<()> {
 
 pub fn get(conn: &mut Conn, name: &str) -> anyhow::Result<MailboxState> {
     ensure(conn, name)?;
-    Ok(ms::table.find(name).select(MailboxState::as_select()).first(conn)?)
+    Ok(ms::table.find(name).select(MailboxState::as_select()).get_result(conn)?)
 }
 
 pub fn all(conn: &mut Conn) -> anyhow::Result<Vec<MailboxState>> {
@@ -48,7 +48,7 @@ pub fn set_uidvalidity(conn: &mut Conn, name: &str, validity: i64) -> anyhow::Re
 
 /// Advances the cursor (never backwards) and the counters, in the caller's transaction.
 pub fn advance(conn: &mut Conn, name: &str, uid: i64, ingested: i64, quarantined: i64) -> anyhow::Result<()> {
-    let current: i64 = ms::table.find(name).select(ms::last_uid).first(conn)?;
+    let current: i64 = ms::table.find(name).select(ms::last_uid).get_result(conn)?;
     diesel::update(ms::table.find(name))
         .set((
             ms::last_uid.eq(current.max(uid)),

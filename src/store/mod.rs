@@ -3,6 +3,10 @@
 //!
 //! Writes go through [`Store::write`], which opens an IMMEDIATE transaction on SQLite so that
 //! concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
+//!
+//! Single-row lookups use `get_result`, not `first`: `first` binds `LIMIT ?`, and SQLite 3.53
+//! re-prepares a statement whenever a value is bound to a parameter its plan depends on (5 % of
+//! the ingest's CPU, measured; see BENCHMARKS.md, "Ingest").
 
 pub mod copy;
 pub mod mailboxes;
@@ -45,10 +49,24 @@ pub struct Store {
     pool: Pool<ConnectionManager<AnyConnection>>,
     backend: Backend,
     sqlite_path: Option<std::path::PathBuf>,
+    /// Alive while a clone of this store is: the background checkpointer stops when it is gone.
+    _checkpointer: Option<std::sync::Arc<()>>,
+}
+
+/// Who copies the SQLite write-ahead log back into the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// The connection whose commit fills the log (SQLite's default): short-lived commands.
+    Inline,
+    /// A thread of its own, beside the writers: the daemon, whose ingest transactions would
+    /// otherwise pay for copying every page a second time (see BENCHMARKS.md, "Ingest").
+    Background,
 }
 
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    checkpoints: Checkpoints,
+}
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
@@ -63,13 +81,41 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         conn.batch_execute(
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
         )
-        .map_err(diesel::r2d2::Error::QueryError)
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        if self.checkpoints == Checkpoints::Background {
+            conn.batch_execute("PRAGMA wal_autocheckpoint = 0;").map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
     }
+}
+
+/// How often the background checkpointer looks at the log.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoints the log of `path` from a connection of its own until `alive` has no owner left.
+/// PASSIVE: never waits for readers or the writer; what it cannot copy now it copies next time.
+fn spawn_checkpointer(path: std::path::PathBuf, alive: std::sync::Weak<()>) -> anyhow::Result<()> {
+    let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+    conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA synchronous = FULL;")?;
+    std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+        while alive.strong_count() > 0 {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                tracing::warn!(error = %e, "checkpoint failed; retried");
+            }
+        }
+    })?;
+    Ok(())
 }
 
 impl Store {
     /// Opens (creating the SQLite file when needed) without migrating.
     pub fn open(url: &str, pool_size: u32) -> anyhow::Result<Store> {
+        Store::open_with(url, pool_size, Checkpoints::Inline)
+    }
+
+    /// [`Store::open`], choosing who checkpoints SQLite's log (no effect on PostgreSQL).
+    pub fn open_with(url: &str, pool_size: u32, checkpoints: Checkpoints) -> anyhow::Result<Store> {
         let (conn_url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
             // sqlite://relative/path or sqlite:///absolute/path
             if let Some(parent) = std::path::Path::new(path).parent()
@@ -90,17 +136,28 @@ impl Store {
         let mut builder =
             Pool::builder().max_size(pool_size.max(2)).min_idle(Some(1)).connection_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
-            builder = builder.connection_customizer(Box::new(SqlitePragmas));
+            builder = builder.connection_customizer(Box::new(SqlitePragmas { checkpoints }));
         }
         let pool = builder.build(manager).context("cannot connect to the database")?;
         let sqlite_path =
             (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(url.trim_start_matches("sqlite://")));
-        Ok(Store { pool, backend, sqlite_path })
+        let mut checkpointer = None;
+        if let (Some(path), Checkpoints::Background) = (&sqlite_path, checkpoints) {
+            let alive = std::sync::Arc::new(());
+            spawn_checkpointer(path.clone(), std::sync::Arc::downgrade(&alive))?;
+            checkpointer = Some(alive);
+        }
+        Ok(Store { pool, backend, sqlite_path, _checkpointer: checkpointer })
     }
 
     /// Opens and applies pending migrations.
     pub fn open_and_migrate(url: &str, pool_size: u32) -> anyhow::Result<Store> {
-        let store = Store::open(url, pool_size)?;
+        Store::open_and_migrate_with(url, pool_size, Checkpoints::Inline)
+    }
+
+    /// [`Store::open_and_migrate`] with a choice of checkpoints.
+    pub fn open_and_migrate_with(url: &str, pool_size: u32, checkpoints: Checkpoints) -> anyhow::Result<Store> {
+        let store = Store::open_with(url, pool_size, checkpoints)?;
         store.migrate()?;
         Ok(store)
     }
@@ -164,7 +221,7 @@ impl Store {
     pub fn secret(&self) -> anyhow::Result<Vec<u8>> {
         use schema::meta::dsl::*;
         if let Some(v) =
-            self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c).optional()?))?
+            self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).get_result::<String>(c).optional()?))?
         {
             return hex::decode(v).context("meta.secret is not hex");
         }
@@ -173,7 +230,7 @@ impl Store {
             diesel::insert_into(meta).values((key.eq("secret"), value.eq(hex::encode(fresh)))).execute(c).ok();
             Ok(())
         })?;
-        let stored = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).first::<String>(c)?))?;
+        let stored = self.read(|c| Ok(meta.filter(key.eq("secret")).select(value).get_result::<String>(c)?))?;
         hex::decode(stored).context("meta.secret is not hex")
     }
 }
@@ -231,7 +288,7 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
         diesel::insert_into(counters).values((name.eq(sequence), value.eq(1i64))).execute(conn)?;
         return Ok(1);
     }
-    Ok(counters.filter(name.eq(sequence)).select(value).first(conn)?)
+    Ok(counters.filter(name.eq(sequence)).select(value).get_result(conn)?)
 }
 
 pub fn now() -> i64 {

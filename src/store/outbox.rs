@@ -155,7 +155,11 @@ pub fn mark_failed(conn: &mut Conn, id: i64, error: &str) -> anyhow::Result<()> 
 }
 
 pub fn by_message_id(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option<OutboxRow>> {
-    Ok(outbox::table.filter(outbox::message_id.eq(message_id)).select(OutboxRow::as_select()).first(conn).optional()?)
+    Ok(outbox::table
+        .filter(outbox::message_id.eq(message_id))
+        .select(OutboxRow::as_select())
+        .get_result(conn)
+        .optional()?)
 }
 
 /// Automatic mails queued for `recipient` since `since` (the loop breaker's count).
@@ -179,7 +183,7 @@ pub fn events_since(conn: &mut Conn, recipient: &str, event: &str, since: i64) -
 
 pub fn is_undeliverable(conn: &mut Conn, address: &str, now: i64) -> anyhow::Result<bool> {
     let until: Option<i64> =
-        undeliverable::table.find(address).select(undeliverable::until_at).first(conn).optional()?;
+        undeliverable::table.find(address).select(undeliverable::until_at).get_result(conn).optional()?;
     Ok(until.is_some_and(|u| u > now))
 }
 
@@ -208,8 +212,10 @@ pub fn status(conn: &mut Conn, now: i64) -> anyhow::Result<OutboxStatus> {
     let count = |conn: &mut Conn, state: &str| -> anyhow::Result<i64> {
         Ok(outbox::table.filter(outbox::state.eq(state)).count().get_result(conn)?)
     };
-    let oldest: Option<i64> =
-        outbox::table.filter(outbox::state.eq("pending")).select(diesel::dsl::min(outbox::created_at)).first(conn)?;
+    let oldest: Option<i64> = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .select(diesel::dsl::min(outbox::created_at))
+        .get_result(conn)?;
     let retrying =
         outbox::table.filter(outbox::state.eq("pending")).filter(outbox::attempts.gt(0)).count().get_result(conn)?;
     Ok(OutboxStatus {

@@ -35,7 +35,7 @@ pub fn message_key(message_id: Option<&str>, raw: &[u8]) -> String {
 
 pub fn is_known(conn: &mut Conn, key: &str) -> anyhow::Result<bool> {
     let found: Option<i64> =
-        raw_mails::table.filter(raw_mails::message_key.eq(key)).select(raw_mails::id).first(conn).optional()?;
+        raw_mails::table.filter(raw_mails::message_key.eq(key)).select(raw_mails::id).get_result(conn).optional()?;
     Ok(found.is_some())
 }
 
@@ -153,7 +153,7 @@ pub fn get(conn: &mut Conn, id: i64) -> anyhow::Result<Option<(String, Vec<u8>, 
     Ok(raw_mails::table
         .find(id)
         .select((raw_mails::source, raw_mails::data, raw_mails::state))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

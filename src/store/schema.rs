@@ -57,7 +57,16 @@ diesel::table! {
 }
 
 diesel::table! { thread_ids (message_id) { message_id -> Text, ticket_number -> BigInt, } }
-diesel::table! { blobs (sha256) { sha256 -> Text, size -> BigInt, data -> Binary, } }
+diesel::table! {
+    blobs (sha256) {
+        sha256 -> Text,
+        size -> BigInt,
+        data -> Binary,
+        raw_mail_id -> Nullable<BigInt>,
+        raw_start -> Nullable<BigInt>,
+        raw_end -> Nullable<BigInt>,
+    }
+}
 
 diesel::table! {
     attachments (id) {

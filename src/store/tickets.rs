@@ -3,9 +3,10 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{attachments, blobs, messages, thread_ids, tickets, watchers};
+use super::schema::{attachments, blobs, messages, raw_mails, thread_ids, tickets, watchers};
 use super::{AnyConnection, Conn, next_id, rfc3339};
 use crate::domain::{MessageKind, Priority, Status};
+use crate::parse::RawSpan;
 
 /// At most this many watchers per ticket (hostile mail can carry thousands of Cc).
 pub const MAX_WATCHERS: usize = 40;
@@ -71,7 +72,7 @@ pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<i64> {
 }
 
 pub fn get_ticket(conn: &mut Conn, number: i64) -> anyhow::Result<Option<TicketRow>> {
-    Ok(tickets::table.find(number).select(TicketRow::as_select()).first(conn).optional()?)
+    Ok(tickets::table.find(number).select(TicketRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn set_status(conn: &mut Conn, number: i64, status: Status, at: i64) -> anyhow::Result<()> {
@@ -115,7 +116,7 @@ pub fn add_watcher(conn: &mut Conn, number: i64, address: &str) -> anyhow::Resul
 }
 
 pub fn thread_ticket(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option<i64>> {
-    Ok(thread_ids::table.find(message_id).select(thread_ids::ticket_number).first(conn).optional()?)
+    Ok(thread_ids::table.find(message_id).select(thread_ids::ticket_number).get_result(conn).optional()?)
 }
 
 pub fn add_thread_id(conn: &mut Conn, message_id: &str, number: i64) -> anyhow::Result<()> {
@@ -211,22 +212,37 @@ pub(crate) fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::
     Ok(())
 }
 
-/// Stores the bytes once (content-addressed) and links them to the message.
+/// Stores the bytes once (content-addressed) and links them to the message. A mail's file that
+/// lies base64-encoded in its raw mail (`in_raw`: raw mail id and span) is not copied: the blob
+/// points into the raw mail, which is kept anyway (see [`blob_data`]).
+#[allow(clippy::too_many_arguments)]
 pub fn insert_attachment(
     conn: &mut Conn,
     message_id: i64,
     name: &str,
     content_type: &str,
     data: &[u8],
+    in_raw: Option<(i64, RawSpan)>,
     content_id: Option<&str>,
     inline: bool,
 ) -> anyhow::Result<i64> {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(data));
-    let known: Option<String> = blobs::table.find(&sha).select(blobs::sha256).first(conn).optional()?;
+    let known: Option<String> = blobs::table.find(&sha).select(blobs::sha256).get_result(conn).optional()?;
     if known.is_none() {
+        let (bytes, raw_mail, start, end) = match in_raw {
+            Some((raw_id, span)) => (&[][..], Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
+            None => (data, None, None, None),
+        };
         diesel::insert_into(blobs::table)
-            .values((blobs::sha256.eq(&sha), blobs::size.eq(data.len() as i64), blobs::data.eq(data)))
+            .values((
+                blobs::sha256.eq(&sha),
+                blobs::size.eq(data.len() as i64),
+                blobs::data.eq(bytes),
+                blobs::raw_mail_id.eq(raw_mail),
+                blobs::raw_start.eq(start),
+                blobs::raw_end.eq(end),
+            ))
             .execute(conn)?;
     }
     let id = next_id(conn, "attachment")?;
@@ -294,28 +310,53 @@ pub fn attachments_of(conn: &mut Conn, message_ids: &[i64]) -> anyhow::Result<Ve
 }
 
 pub fn attachment(conn: &mut Conn, id: i64) -> anyhow::Result<Option<(AttachmentRow, i64, Vec<u8>)>> {
-    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).first(conn).optional()? else {
+    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).get_result(conn).optional()? else {
         return Ok(None);
     };
     let (ticket, kind): (i64, String) =
-        messages::table.find(row.message_id).select((messages::ticket_number, messages::kind)).first(conn)?;
+        messages::table.find(row.message_id).select((messages::ticket_number, messages::kind)).get_result(conn)?;
     if kind == MessageKind::Note.as_str() {
         // Notes' files are staff's: the caller checks staff rights through the ticket anyway, but
         // never hand them out as a customer's download.
         return Ok(None);
     }
-    let data: Vec<u8> = blobs::table.find(&row.blob_sha256).select(blobs::data).first(conn)?;
+    let data = blob_data(conn, &row.blob_sha256)?;
     Ok(Some((row, ticket, data)))
 }
 
 /// Blob bytes by attachment id without the note check (staff tools).
 pub fn attachment_any(conn: &mut Conn, id: i64) -> anyhow::Result<Option<(AttachmentRow, i64, Vec<u8>)>> {
-    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).first(conn).optional()? else {
+    let Some(row) = attachments::table.find(id).select(AttachmentRow::as_select()).get_result(conn).optional()? else {
         return Ok(None);
     };
-    let ticket: i64 = messages::table.find(row.message_id).select(messages::ticket_number).first(conn)?;
-    let data: Vec<u8> = blobs::table.find(&row.blob_sha256).select(blobs::data).first(conn)?;
+    let ticket: i64 = messages::table.find(row.message_id).select(messages::ticket_number).get_result(conn)?;
+    let data = blob_data(conn, &row.blob_sha256)?;
     Ok(Some((row, ticket, data)))
+}
+
+/// The bytes of the blob `sha`: its own `data`, or decoded from the raw mail it points into,
+/// checked against its digest. Should that decoding ever disagree with how the mail was parsed
+/// when it arrived, the raw mail is parsed again and the file found by its digest.
+pub fn blob_data(conn: &mut Conn, sha: &str) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest;
+    let (data, raw_mail, start, end): (Vec<u8>, Option<i64>, Option<i64>, Option<i64>) = blobs::table
+        .find(sha)
+        .select((blobs::data, blobs::raw_mail_id, blobs::raw_start, blobs::raw_end))
+        .get_result(conn)?;
+    let (Some(raw_id), Some(start), Some(end)) = (raw_mail, start, end) else { return Ok(data) };
+    let raw: Vec<u8> = raw_mails::table.find(raw_id).select(raw_mails::data).get_result(conn)?;
+    let matches = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes)) == sha;
+    let span = RawSpan { start: start as usize, end: end as usize };
+    if let Some(bytes) = crate::parse::decode_span(&raw, span).filter(|b| matches(b)) {
+        return Ok(bytes);
+    }
+    tracing::warn!(blob = sha, raw_mail = raw_id, "attachment span did not decode: parsing its mail again");
+    let mail = crate::parse::parse(&raw).map_err(|e| anyhow::anyhow!("raw mail {raw_id}: {e}"))?;
+    mail.attachments
+        .into_iter()
+        .map(|a| a.data)
+        .find(|d| matches(d))
+        .ok_or_else(|| anyhow::anyhow!("attachment {sha} not found in raw mail {raw_id}"))
 }
 
 // ---- JSON shapes of SPEC §1 -------------------------------------------------------------------
@@ -476,19 +517,22 @@ pub fn may_see(conn: &mut Conn, audience: &Audience, ticket: &TicketRow) -> anyh
 /// Whether an address has any ticket, as requester or watcher (who may ask for a login link).
 pub fn has_tickets(conn: &mut Conn, email: &str) -> anyhow::Result<bool> {
     let requested: Option<i64> =
-        tickets::table.filter(tickets::requester.eq(email)).select(tickets::number).first(conn).optional()?;
+        tickets::table.filter(tickets::requester.eq(email)).select(tickets::number).get_result(conn).optional()?;
     if requested.is_some() {
         return Ok(true);
     }
-    let watched: Option<i64> =
-        watchers::table.filter(watchers::address.eq(email)).select(watchers::ticket_number).first(conn).optional()?;
+    let watched: Option<i64> = watchers::table
+        .filter(watchers::address.eq(email))
+        .select(watchers::ticket_number)
+        .get_result(conn)
+        .optional()?;
     Ok(watched.is_some())
 }
 
 /// Whether a company has any ticket (its members may log in when it shares them).
 pub fn company_has_tickets(conn: &mut Conn, company: &str) -> anyhow::Result<bool> {
     let any: Option<i64> =
-        tickets::table.filter(tickets::company.eq(company)).select(tickets::number).first(conn).optional()?;
+        tickets::table.filter(tickets::company.eq(company)).select(tickets::number).get_result(conn).optional()?;
     Ok(any.is_some())
 }
 
@@ -810,7 +854,7 @@ pub fn watchers_of_many(conn: &mut Conn, numbers: &[i64]) -> anyhow::Result<Vec<
 pub fn mark_read(conn: &mut Conn, email: &str, ticket: &TicketRow, at: i64) -> anyhow::Result<()> {
     use super::schema::reads;
     let read_at: Option<i64> =
-        reads::table.find((email, ticket.number)).select(reads::read_at).first(conn).optional()?;
+        reads::table.find((email, ticket.number)).select(reads::read_at).get_result(conn).optional()?;
     match read_at {
         Some(r) if r >= ticket.updated_at => {}
         Some(_) => {
@@ -829,14 +873,14 @@ pub fn mark_read(conn: &mut Conn, email: &str, ticket: &TicketRow, at: i64) -> a
 pub fn is_unread(conn: &mut Conn, email: &str, ticket: &TicketRow) -> anyhow::Result<bool> {
     use super::schema::reads;
     let read_at: Option<i64> =
-        reads::table.find((email, ticket.number)).select(reads::read_at).first(conn).optional()?;
+        reads::table.find((email, ticket.number)).select(reads::read_at).get_result(conn).optional()?;
     Ok(read_at.is_none_or(|r| r < ticket.updated_at))
 }
 
 /// The list criteria a person saved (a query string), if any.
 pub fn saved_criteria(conn: &mut Conn, email: &str) -> anyhow::Result<Option<String>> {
     use super::schema::saved_criteria;
-    Ok(saved_criteria::table.find(email).select(saved_criteria::query).first(conn).optional()?)
+    Ok(saved_criteria::table.find(email).select(saved_criteria::query).get_result(conn).optional()?)
 }
 
 pub fn save_criteria(conn: &mut Conn, email: &str, query: &str) -> anyhow::Result<()> {
@@ -856,5 +900,5 @@ pub fn forget_criteria(conn: &mut Conn, email: &str) -> anyhow::Result<()> {
 
 /// The ticket and sender of a message (for the page that shows a mail's HTML).
 pub fn message_by_id(conn: &mut Conn, id: i64) -> anyhow::Result<Option<MessageRow>> {
-    Ok(messages::table.find(id).select(MessageRow::as_select()).first(conn).optional()?)
+    Ok(messages::table.find(id).select(MessageRow::as_select()).get_result(conn).optional()?)
 }

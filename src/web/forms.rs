@@ -68,7 +68,14 @@ pub async fn read(mut multipart: Multipart, limit: u64, lang: Lang) -> Result<Up
             if size > limit {
                 upload.too_large.push((name, size));
             } else if upload.files.len() < MAX_FILES {
-                upload.files.push(Attachment { name, content_type, data, content_id: None, inline: false });
+                upload.files.push(Attachment {
+                    name,
+                    content_type,
+                    data,
+                    content_id: None,
+                    inline: false,
+                    raw_span: None,
+                });
             }
         } else {
             let text = field.text().await.map_err(|e| multipart_error(e, lang))?;
