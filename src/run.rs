@@ -92,8 +92,9 @@ pub fn demo(serve: bool) -> anyhow::Result<()> {
     let rt = runtime()?;
     let transport = Transport::from_settings(app.settings.smtp.as_ref().context("demo smtp")?)?;
     let transport = std::sync::Arc::new(transport);
+    let (_stop, mut shutdown) = Shutdown::new();
     rt.block_on(async {
-        while send_due(&app, &transport).await? > 0 {}
+        while send_due(&app, &transport, &mut shutdown).await? > 0 {}
         anyhow::Ok(())
     })?;
     let token = app.store.write(|c| crate::auth::create_login_token(c, DEMO_CUSTOMER, None, store::now()))?;

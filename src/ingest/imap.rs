@@ -35,7 +35,7 @@ pub async fn run_mailbox(app: App, mailbox: MailboxSettings, holder: String, mut
     let name = mailbox.display_name();
     let mut backoff = Duration::from_secs(1);
     while !shutdown.is_set() {
-        match session_loop(&app, &mailbox, &name, &holder, &mut shutdown).await {
+        match session_loop(&app, &mailbox, &name, &holder, &mut backoff, &mut shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -122,6 +122,7 @@ async fn session_loop(
     mailbox: &MailboxSettings,
     name: &str,
     holder: &str,
+    backoff: &mut Duration,
     shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
     // Wait for the lease before connecting: another daemon reads this mailbox meanwhile.
@@ -148,6 +149,9 @@ async fn session_loop(
             bail!("lost the lease on this mailbox to another daemon");
         }
         let drained = sync_once(app, mailbox, name, &mut session, can_move, holder, shutdown).await?;
+        // A round went through: the next outage starts again from the shortest wait, rather than
+        // where the previous ones left it (it would otherwise climb to the cap for good).
+        *backoff = Duration::from_secs(1);
         if !drained {
             continue; // more to fetch right away (a backlog larger than one batch)
         }

@@ -2,12 +2,18 @@
 //! retries temporary failures with exponential backoff and jitter, and records permanent
 //! refusals on the ticket. The bytes and Message-ID were fixed when the mail was queued, so a
 //! retry sends the very same mail.
+//!
+//! Outages: an SMTP attempt has a deadline (a server that accepts the connection and then stays
+//! silent would otherwise hold the worker forever), and the outcome of a send is written down
+//! even if the database refuses writes for a while (forgetting an accepted mail would send it
+//! again when its claim expires).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -26,10 +32,23 @@ const CONCURRENCY: usize = 32;
 /// A claim lasts this long: a daemon that dies mid-send frees its rows after it.
 const LEASE_SECONDS: i64 = 60;
 const MAX_RETRY_DELAY: i64 = 3600;
+/// The upload allowance of an SMTP attempt's deadline: one more second per this many bytes.
+const UPLOAD_BYTES_PER_SECOND: usize = 64 * 1024;
+/// While the database refuses to record sent mail, retry at most this far apart.
+const MAX_RECORD_DELAY: Duration = Duration::from_secs(30);
 
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     File(PathBuf),
+}
+
+/// lettre's pooled SMTP transport, replaced as a whole when an attempt is abandoned at its
+/// deadline: that attempt's connection may be mid-dialogue, and lettre would otherwise hand it
+/// back to the pool, where the next mail would read the late answers meant for the last one.
+pub struct SmtpPool {
+    settings: Smtp,
+    /// A generation number (so that concurrent timeouts replace it once) and the transport.
+    current: Mutex<(u64, AsyncSmtpTransport<Tokio1Executor>)>,
 }
 
 /// How one attempt ended.
@@ -46,19 +65,8 @@ impl Transport {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             return Ok(Transport::File(dir));
         }
-        let tls = match smtp.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls => Tls::Required(TlsParameters::new(smtp.host.clone())?),
-            TlsMode::Tls => Tls::Wrapper(TlsParameters::new(smtp.host.clone())?),
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-            .port(smtp.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(smtp.timeout_seconds)));
-        if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
-        }
-        Ok(Transport::Smtp(builder.build()))
+        let transport = smtp_transport(smtp)?;
+        Ok(Transport::Smtp(SmtpPool { settings: smtp.clone(), current: Mutex::new((0, transport)) }))
     }
 
     async fn send(&self, row: &OutboxRow) -> Attempt {
@@ -86,14 +94,71 @@ impl Transport {
                     Ok(e) => e,
                     Err(e) => return Attempt::Permanent(format!("bad envelope: {e}")),
                 };
-                match smtp.send_raw(&envelope, &row.data).await {
-                    Ok(_) => Attempt::Sent,
-                    Err(e) if e.is_permanent() => Attempt::Permanent(error_text(&e)),
-                    Err(e) => Attempt::Temporary(error_text(&e)),
+                let (generation, transport) = smtp.current();
+                let deadline = attempt_deadline(smtp.settings.timeout_seconds, row.data.len());
+                match tokio::time::timeout(deadline, transport.send_raw(&envelope, &row.data)).await {
+                    Ok(Ok(_)) => Attempt::Sent,
+                    Ok(Err(e)) if e.is_permanent() => Attempt::Permanent(error_text(&e)),
+                    Ok(Err(e)) => Attempt::Temporary(error_text(&e)),
+                    Err(_) => {
+                        smtp.renew(generation);
+                        Attempt::Temporary(format!(
+                            "no answer from the SMTP server {}:{} within {} s",
+                            smtp.settings.host,
+                            smtp.settings.port,
+                            deadline.as_secs()
+                        ))
+                    }
                 }
             }
         }
     }
+}
+
+impl SmtpPool {
+    fn current(&self) -> (u64, AsyncSmtpTransport<Tokio1Executor>) {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the transport of `generation` (unless another abandoned attempt already did) and
+    /// closes its pooled connections.
+    fn renew(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != generation {
+            return;
+        }
+        match smtp_transport(&self.settings) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut current.1, fresh);
+                current.0 += 1;
+                tokio::spawn(async move { old.shutdown().await });
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot renew the SMTP transport"),
+        }
+    }
+}
+
+fn smtp_transport(smtp: &Smtp) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let tls = match smtp.tls {
+        TlsMode::None => Tls::None,
+        TlsMode::Starttls => Tls::Required(TlsParameters::new(smtp.host.clone())?),
+        TlsMode::Tls => Tls::Wrapper(TlsParameters::new(smtp.host.clone())?),
+    };
+    // lettre's timeout bounds the TCP connection only; `attempt_deadline` bounds the rest.
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(smtp.timeout_seconds)));
+    if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+    }
+    Ok(builder.build())
+}
+
+/// How long one SMTP attempt may take in all: `timeout_seconds` of waiting on the server, plus
+/// a second per 64 KiB of mail for the upload.
+fn attempt_deadline(timeout_seconds: u64, bytes: usize) -> Duration {
+    Duration::from_secs(timeout_seconds) + Duration::from_secs((bytes / UPLOAD_BYTES_PER_SECOND) as u64)
 }
 
 fn error_text(e: &lettre::transport::smtp::Error) -> String {
@@ -115,12 +180,12 @@ fn retry_delay(attempts: i32) -> i64 {
 
 /// Runs until shutdown; a claimed batch is finished before exiting.
 pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) {
-    let transport = std::sync::Arc::new(transport);
+    let transport = Arc::new(transport);
     loop {
         if shutdown.is_set() {
             break;
         }
-        let sent = match send_due(&app, &transport).await {
+        let sent = match send_due(&app, &transport, &mut shutdown).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "outbox round failed");
@@ -139,49 +204,99 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
 /// Each result is recorded as soon as it is known (with any others finished meanwhile), not at
 /// the end of the round: a daemon killed mid-round then repeats at most the mails whose
 /// acceptance it had not yet written down, instead of every mail the round had already sent.
-pub async fn send_due(app: &App, transport: &std::sync::Arc<Transport>) -> anyhow::Result<usize> {
+/// The sends run in a task of their own, so that a slow or retried record never stalls the SMTP
+/// dialogues in flight (nor lets their deadlines pass while they are not polled).
+pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shutdown) -> anyhow::Result<usize> {
     let rows = app.store.run(|s| s.write(|c| outbox::claim_due(c, store::now(), CLAIM, LEASE_SECONDS))).await?;
     let count = rows.len();
     if count == 0 {
         return Ok(0);
     }
-    let mut results = futures::stream::iter(rows)
-        .map(|row| {
-            let t = transport.clone();
-            async move {
-                let start = Instant::now();
-                let attempt = t.send(&row).await;
-                (row, attempt, start.elapsed())
-            }
-        })
-        .buffer_unordered(CONCURRENCY);
-    while let Some(first) = results.next().await {
+    let (finished, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let transport = transport.clone();
+    let sending = tokio::spawn(
+        futures::stream::iter(rows)
+            .map(move |row| {
+                let t = transport.clone();
+                async move {
+                    let start = Instant::now();
+                    let attempt = t.send(&row).await;
+                    (row, attempt, start.elapsed())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .for_each(move |result| {
+                let _ = finished.send(result);
+                std::future::ready(())
+            }),
+    );
+    // Given up only at shutdown: then the sends still in flight stop too.
+    let _stop_sending = AbortOnDrop(sending);
+    while let Some(first) = results.recv().await {
         let mut done = vec![first];
-        while let Some(Some(more)) = results.next().now_or_never() {
+        while let Ok(more) = results.try_recv() {
             done.push(more);
         }
-        let app2 = app.clone();
-        app.store.run(move |s| s.write(|c| record_attempts(c, &app2, &done))).await?;
+        record(app, done, shutdown).await?;
     }
     Ok(count)
 }
 
-fn record_attempts(c: &mut store::Conn, app: &App, results: &[(OutboxRow, Attempt, Duration)]) -> anyhow::Result<()> {
-    let now = store::now();
-    for (row, attempt, took) in results {
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes down how attempts ended. While the database refuses the write (disk full, a restart,
+/// a lock held too long) it is retried rather than forgotten: those mails are already accepted
+/// or refused, and a forgotten acceptance is sent again once the claim expires. Only shutdown
+/// gives up (the claim's expiry then repeats them, as after a crash; SPEC §4).
+async fn record(app: &App, done: Vec<(OutboxRow, Attempt, Duration)>, shutdown: &mut Shutdown) -> anyhow::Result<()> {
+    let done = Arc::new(done);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let (app2, results) = (app.clone(), done.clone());
+        match app.store.run(move |s| s.write(|c| record_attempts(c, &app2, &results))).await {
+            Ok(()) => break,
+            Err(e) if shutdown.is_set() => return Err(e.context("the outcome of sent notifications is not recorded")),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    notifications = done.len(),
+                    retry_in = ?delay,
+                    "cannot record the outcome of sent notifications"
+                );
+                shutdown.sleep(delay).await;
+                delay = (delay * 2).min(MAX_RECORD_DELAY);
+            }
+        }
+    }
+    for (row, attempt, took) in done.iter() {
         metrics::histogram!("guichet_smtp_send_seconds").record(took.as_secs_f64());
         match attempt {
-            Attempt::Sent => {
-                metrics::counter!("guichet_notifications_sent_total").increment(1);
-                outbox::mark_sent(c, row.id, now)?;
-            }
+            Attempt::Sent => metrics::counter!("guichet_notifications_sent_total").increment(1),
             Attempt::Temporary(err) => {
                 tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification delayed");
-                outbox::mark_retry(c, row.id, err, now + retry_delay(row.attempts))?;
             }
             Attempt::Permanent(err) => {
                 metrics::counter!("guichet_notifications_failed_total").increment(1);
                 tracing::warn!(id = row.id, recipient = %row.recipient, error = %err, "notification refused");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_attempts(c: &mut store::Conn, app: &App, results: &[(OutboxRow, Attempt, Duration)]) -> anyhow::Result<()> {
+    let now = store::now();
+    for (row, attempt, _) in results {
+        match attempt {
+            Attempt::Sent => outbox::mark_sent(c, row.id, now)?,
+            Attempt::Temporary(err) => outbox::mark_retry(c, row.id, err, now + retry_delay(row.attempts))?,
+            Attempt::Permanent(err) => {
                 outbox::mark_failed(c, row.id, err)?;
                 if let Some(n) = row.ticket_number.filter(|n| *n > 0)
                     && tickets::get_ticket(c, n)?.is_some()

@@ -223,6 +223,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the process still runs (false once it has exited, whatever the reason).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn logs(&self) -> String {
         let out = std::fs::read_to_string(&self.log).unwrap_or_default();
         let err = std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default();
