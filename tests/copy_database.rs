@@ -52,6 +52,24 @@ fn an_installation_copied_to_another_database_keeps_everything() {
     // The copy goes on working: the same mail again is a duplicate there too, new mail numbers on.
     let out = guichet(&target.url, &["ingest", &files[0]]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("already ingested"));
+    let listed = |out: &[u8]| -> Vec<serde_json::Value> {
+        serde_json::from_slice::<serde_json::Value>(out).unwrap()["tickets"].as_array().unwrap().clone()
+    };
+    let highest = listed(&before).iter().filter_map(|t| t["number"].as_i64()).max().unwrap();
+    let fresh = dir.path().join("fresh.eml");
+    std::fs::write(
+        &fresh,
+        "From: Nouveau Client <nouveau@client.example>\r\nTo: support@example.com\r\n\
+         Subject: Après la migration\r\nMessage-ID: <after-copy@client.example>\r\n\r\nBonjour.\r\n",
+    )
+    .unwrap();
+    guichet(&target.url, &["ingest", &fresh.display().to_string()]);
+    let after = listed(&guichet(&target.url, &["tickets", "--json"]).stdout);
+    assert!(
+        after.iter().any(|t| t["number"].as_i64() == Some(highest + 1) && t["subject"] == "Après la migration"),
+        "a new mail on the copy opens ticket {}: {after:?}",
+        highest + 1
+    );
     // A second copy into a non-empty database is refused.
     let refused = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(["copy-to", &target.url])

@@ -83,7 +83,40 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
         copy_table!(src, dst, saved_criteria, (email: String, query: String)),
     ];
     reindex(dst)?;
+    resync_ids(dst)?;
     Ok(counts)
+}
+
+/// New ids on the target go on after the highest copied, whichever way the source issued them
+/// (a PostgreSQL source's sequences are not in its `counters` table): the counters rows, and
+/// on PostgreSQL the sequences of [`super::PG_SEQUENCES`].
+fn resync_ids(conn: &mut Conn) -> anyhow::Result<()> {
+    use diesel::dsl::max;
+    use schema::counters::dsl as c;
+    let highest = [
+        ("raw_mail", schema::raw_mails::table.select(max(schema::raw_mails::id)).get_result::<Option<i64>>(conn)?),
+        ("ticket", schema::tickets::table.select(max(schema::tickets::number)).get_result::<Option<i64>>(conn)?),
+        ("message", schema::messages::table.select(max(schema::messages::id)).get_result::<Option<i64>>(conn)?),
+        (
+            "attachment",
+            schema::attachments::table.select(max(schema::attachments::id)).get_result::<Option<i64>>(conn)?,
+        ),
+        ("outbox", schema::outbox::table.select(max(schema::outbox::id)).get_result::<Option<i64>>(conn)?),
+    ];
+    write_tx(conn, |conn| {
+        for (name, top) in highest {
+            let counted: Option<i64> = c::counters.find(name).select(c::value).get_result(conn).optional()?;
+            let last = top.unwrap_or(0).max(counted.unwrap_or(0));
+            diesel::delete(c::counters.find(name)).execute(conn)?;
+            diesel::insert_into(c::counters).values((c::name.eq(name), c::value.eq(last))).execute(conn)?;
+            #[cfg(feature = "postgres")]
+            if let super::AnyConnection::Postgresql(pg) = conn {
+                use diesel::connection::SimpleConnection;
+                pg.batch_execute(&format!("SELECT setval('guichet_id_{name}', {}, false)", last + 1))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Rebuilds the keyword index from the messages (the index is backend-specific).

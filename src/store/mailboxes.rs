@@ -22,12 +22,9 @@ pub struct MailboxState {
     pub lease_until: i64,
 }
 
+/// Creates the mailbox's row when missing; two daemons (or loops) may do it at once.
 pub fn ensure(conn: &mut Conn, name: &str) -> anyhow::Result<()> {
-    let found: Option<String> = ms::table.find(name).select(ms::name).get_result(conn).optional()?;
-    if found.is_none() {
-        diesel::insert_into(ms::table).values(ms::name.eq(name)).execute(conn)?;
-    }
-    Ok(())
+    super::insert_if_missing(conn, "INSERT INTO mailbox_state (name) VALUES (?)", name)
 }
 
 pub fn get(conn: &mut Conn, name: &str) -> anyhow::Result<MailboxState> {

@@ -280,15 +280,61 @@ pub fn savepoint<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result
     }
 }
 
+/// Sequences that are PostgreSQL sequences (`guichet_id_<name>`) rather than `counters` rows:
+/// `nextval` is not held until COMMIT, so several daemons' batches do not queue on one row. Their
+/// values are not given back by a rollback (a ticket number may be skipped, never repeated).
+pub const PG_SEQUENCES: &[&str] = &["raw_mail", "ticket", "message", "attachment", "outbox"];
+
 /// The next id of a sequence (`ticket`, `message`, …), inside the caller's transaction.
+///
+/// One upsert statement: two transactions using a sequence for the first time at once (two
+/// mailboxes, two daemons) cannot both try to create its row, which made one of them fail and
+/// its mail go to quarantine (seen on PostgreSQL with two mailboxes).
 pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
-    use schema::counters::dsl::*;
-    let updated = diesel::update(counters.filter(name.eq(sequence))).set(value.eq(value + 1)).execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(counters).values((name.eq(sequence), value.eq(1i64))).execute(conn)?;
-        return Ok(1);
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = BigInt)]
+        value: i64,
     }
-    Ok(counters.filter(name.eq(sequence)).select(value).get_result(conn)?)
+    let next: Next = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(pg) if PG_SEQUENCES.contains(&sequence) => {
+            diesel::sql_query(format!("SELECT nextval('guichet_id_{sequence}') AS value")).get_result(pg)?
+        }
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(pg) => diesel::sql_query(
+            "INSERT INTO counters (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        )
+        .bind::<Text, _>(sequence)
+        .get_result(pg)?,
+        AnyConnection::Sqlite(sqlite) => diesel::sql_query(
+            "INSERT INTO counters (name, value) VALUES (?, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        )
+        .bind::<Text, _>(sequence)
+        .get_result(sqlite)?,
+    };
+    Ok(next.value)
+}
+
+/// Inserts a row unless one with the same key exists (`INSERT … ON CONFLICT DO NOTHING`):
+/// `insert_sql` is an INSERT of one text value, written with `?` as its placeholder.
+pub fn insert_if_missing(conn: &mut Conn, insert_sql: &str, key: &str) -> anyhow::Result<()> {
+    use diesel::sql_types::Text;
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(pg) => {
+            diesel::sql_query(format!("{} ON CONFLICT DO NOTHING", insert_sql.replace('?', "$1")))
+                .bind::<Text, _>(key)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query(format!("{insert_sql} ON CONFLICT DO NOTHING")).bind::<Text, _>(key).execute(sqlite)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn now() -> i64 {

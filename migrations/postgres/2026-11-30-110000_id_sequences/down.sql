@@ -1,0 +1,10 @@
+INSERT INTO counters (name, value) SELECT 'raw_mail', last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM guichet_id_raw_mail ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+DROP SEQUENCE guichet_id_raw_mail;
+INSERT INTO counters (name, value) SELECT 'ticket', last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM guichet_id_ticket ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+DROP SEQUENCE guichet_id_ticket;
+INSERT INTO counters (name, value) SELECT 'message', last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM guichet_id_message ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+DROP SEQUENCE guichet_id_message;
+INSERT INTO counters (name, value) SELECT 'attachment', last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM guichet_id_attachment ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+DROP SEQUENCE guichet_id_attachment;
+INSERT INTO counters (name, value) SELECT 'outbox', last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM guichet_id_outbox ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+DROP SEQUENCE guichet_id_outbox;
