@@ -106,6 +106,10 @@ fn filter_url<'u>(
         (_, "href" | "src" | "cite" | "longdesc" | "action" | "background" | "poster") => {
             matches!(scheme, "http" | "https").then_some(Cow::Borrowed(value))
         }
+        (_, "dir") => matches!(lower.as_str(), "ltr" | "rtl" | "auto").then_some(Cow::Borrowed(value)),
+        // A presentational attribute has no use for a script or data URL, whatever may read it
+        // (found by fuzzing: `dir="javascript:…"` was kept as written).
+        _ if matches!(scheme.trim(), "javascript" | "vbscript" | "data") => None,
         _ => Some(Cow::Borrowed(value)),
     }
 }
@@ -116,6 +120,13 @@ mod tests {
 
     fn clean(html: &str) -> String {
         sanitize_mail_html(html, &HashMap::from([("logo@x".to_string(), 7)]), false)
+    }
+
+    #[test]
+    fn presentational_attributes_keep_only_sensible_values() {
+        let out = clean("<div dir=\"javascript:alert(1)\" align=\"data:x\">a</div><p dir=\"rtl\">b</p>");
+        assert!(!out.contains("javascript:") && !out.contains("data:"), "{out}");
+        assert!(out.contains("dir=\"rtl\""), "{out}");
     }
 
     #[test]
