@@ -109,8 +109,12 @@ pub fn status(app: &App, json: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "outbox: {} pending ({} retrying), {} sent, {} failed",
-        queue.pending, queue.retrying, queue.sent, queue.failed
+        "outbox: {} pending ({} retrying), {} sent, {} failed, last error {}",
+        queue.pending,
+        queue.retrying,
+        queue.sent,
+        queue.failed,
+        queue.last_error.as_deref().unwrap_or("none")
     );
     println!("quarantine: {quarantined} mail(s)");
     Ok(())

@@ -553,6 +553,7 @@ async fn postfix_refusing_for_a_while_or_stopped_mid_burst_delays_notifications_
     })
     .await;
     assert_eq!(during["outbox"]["failed"], 0, "an outage is never a permanent failure: {during}");
+    assert!(during["outbox"]["last_error"].as_str().is_some_and(|e| !e.is_empty()), "status says why: {during}");
     log_shows(&daemon, "notification delayed").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_alive(&mut daemon, "while Postfix was down");
@@ -587,6 +588,7 @@ async fn postfix_refusing_for_a_while_or_stopped_mid_burst_delays_notifications_
     let status = cfg.status();
     assert_eq!(status["outbox"]["failed"], 0, "{status}");
     assert_eq!(status["outbox"]["retrying"], 1, "{status}");
+    assert!(status["outbox"]["last_error"].as_str().is_some_and(|e| e.contains("450")), "{status}");
     let t1 = cfg.ticket(1).unwrap();
     assert_eq!(t1["requester"], MailStack::TEMPFAIL);
     assert!(messages_of(&t1).iter().all(|m| m["kind"] != "event"), "no failure recorded on the ticket: {t1}");

@@ -206,6 +206,8 @@ pub struct OutboxStatus {
     pub sent: i64,
     pub retrying: i64,
     pub oldest_pending_age_seconds: Option<i64>,
+    /// Why the most recently retried notification is waiting (SMTP refusal, outage, timeout).
+    pub last_error: Option<String>,
 }
 
 pub fn status(conn: &mut Conn, now: i64) -> anyhow::Result<OutboxStatus> {
@@ -218,7 +220,16 @@ pub fn status(conn: &mut Conn, now: i64) -> anyhow::Result<OutboxStatus> {
         .get_result(conn)?;
     let retrying =
         outbox::table.filter(outbox::state.eq("pending")).filter(outbox::attempts.gt(0)).count().get_result(conn)?;
+    let last_error: Option<String> = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::last_error.is_not_null())
+        .order(outbox::next_attempt_at.desc())
+        .select(outbox::last_error)
+        .get_result::<Option<String>>(conn)
+        .optional()?
+        .flatten();
     Ok(OutboxStatus {
+        last_error,
         pending: count(conn, "pending")?,
         failed: count(conn, "failed")?,
         sent: count(conn, "sent")?,
