@@ -231,7 +231,8 @@ async fn sync_once(
     uids.sort_unstable();
     let n = name.to_string();
     let on_server = i64::from(selected.exists);
-    app.store.run(move |s| s.write(|c| mailboxes::record_poll(c, &n, on_server, store::now(), None))).await?;
+    let all_done = uids.is_empty();
+    app.store.run(move |s| s.write(|c| mailboxes::record_poll(c, &n, on_server, store::now(), all_done))).await?;
     if uids.is_empty() {
         return Ok(true);
     }

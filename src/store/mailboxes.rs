@@ -51,16 +51,24 @@ pub fn advance(conn: &mut Conn, name: &str, uid: i64, ingested: i64, quarantined
             ms::last_uid.eq(current.max(uid)),
             ms::ingested.eq(ms::ingested + ingested),
             ms::quarantined.eq(ms::quarantined + quarantined),
+            // A batch committed: whatever went wrong before is over.
+            ms::last_error.eq(None::<String>),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn record_poll(conn: &mut Conn, name: &str, server_count: i64, at: i64, error: Option<&str>) -> anyhow::Result<()> {
+/// A poll of the server: what it holds, and when. The last error is cleared only when `all_done`
+/// (nothing left to fetch) — otherwise by the next batch that commits, so that a fault met after
+/// the poll (a full disk refusing the batch) stays in `status` while it lasts.
+pub fn record_poll(conn: &mut Conn, name: &str, server_count: i64, at: i64, all_done: bool) -> anyhow::Result<()> {
     ensure(conn, name)?;
     diesel::update(ms::table.find(name))
-        .set((ms::server_count.eq(server_count), ms::last_poll.eq(at), ms::last_error.eq(error)))
+        .set((ms::server_count.eq(server_count), ms::last_poll.eq(at)))
         .execute(conn)?;
+    if all_done {
+        diesel::update(ms::table.find(name)).set(ms::last_error.eq(None::<String>)).execute(conn)?;
+    }
     Ok(())
 }
 
