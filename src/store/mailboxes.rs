@@ -24,7 +24,21 @@ pub struct MailboxState {
 
 /// Creates the mailbox's row when missing; two daemons (or loops) may do it at once.
 pub fn ensure(conn: &mut Conn, name: &str) -> anyhow::Result<()> {
-    super::insert_if_missing(conn, "INSERT INTO mailbox_state (name) VALUES (?)", name)
+    use diesel::sql_types::Text;
+    match conn {
+        #[cfg(feature = "postgres")]
+        super::AnyConnection::Postgresql(pg) => {
+            diesel::sql_query("INSERT INTO mailbox_state (name) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind::<Text, _>(name)
+                .execute(pg)?;
+        }
+        super::AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query("INSERT INTO mailbox_state (name) VALUES (?) ON CONFLICT DO NOTHING")
+                .bind::<Text, _>(name)
+                .execute(sqlite)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn get(conn: &mut Conn, name: &str) -> anyhow::Result<MailboxState> {

@@ -319,24 +319,6 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
     Ok(next.value)
 }
 
-/// Inserts a row unless one with the same key exists (`INSERT … ON CONFLICT DO NOTHING`):
-/// `insert_sql` is an INSERT of one text value, written with `?` as its placeholder.
-pub fn insert_if_missing(conn: &mut Conn, insert_sql: &str, key: &str) -> anyhow::Result<()> {
-    use diesel::sql_types::Text;
-    match conn {
-        #[cfg(feature = "postgres")]
-        AnyConnection::Postgresql(pg) => {
-            diesel::sql_query(format!("{} ON CONFLICT DO NOTHING", insert_sql.replace('?', "$1")))
-                .bind::<Text, _>(key)
-                .execute(pg)?;
-        }
-        AnyConnection::Sqlite(sqlite) => {
-            diesel::sql_query(format!("{insert_sql} ON CONFLICT DO NOTHING")).bind::<Text, _>(key).execute(sqlite)?;
-        }
-    }
-    Ok(())
-}
-
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
