@@ -106,7 +106,8 @@ fn postfix_queue_id(raw: &[u8]) -> Option<String> {
 }
 
 /// Each user's INBOX receives exactly `n` distinct mails (by Message-ID), and the daemon handed
-/// each to Postfix exactly once (one `message-id=` line of Postfix's cleanup per mail).
+/// each to Postfix exactly once (one Postfix queue id per mail, and no more `message-id=` lines of
+/// Postfix's cleanup than that).
 ///
 /// Two exceptions, each checked as narrowly as it can be, counted and printed, because they are
 /// SMTP's and not the daemon's:
@@ -139,17 +140,24 @@ async fn assert_delivered_once(stack: &MailStack, expected: &[(&str, usize)], un
         for (id, queue_ids) in &copies {
             let handed = queued.get(id).copied().unwrap_or(0);
             let retried = unconfirmed.iter().any(|u| id.trim_matches(['<', '>']) == u.trim_matches(['<', '>']));
-            if handed == 2 && retried {
-                resent += 1;
-            } else if handed != 1 {
-                problems.push(format!("{user}: {id} handed to Postfix {handed} times"));
-            }
-            // Copies from one queue file are one acceptance; more acceptances than handovers, or a
-            // copy that did not come through Postfix, would be mail from nowhere.
+            // Only a retried notification may have been accepted twice.
+            let allowed = if retried { 2 } else { 1 };
+            // Copies from one queue file are one acceptance; a copy that did not come through
+            // Postfix would be mail from nowhere.
             let mut acceptances: Vec<&Option<String>> = queue_ids.iter().collect();
             acceptances.sort();
             acceptances.dedup();
-            if acceptances.iter().any(|q| q.is_none()) || acceptances.len() > handed.max(1) {
+            if acceptances.len() == 2 {
+                resent += 1;
+            }
+            // The maillog is a lower bound: Postfix's log daemon is stopped with the rest and may
+            // drop the cleanup line of a mail accepted in the last instant (seen once in CI: two
+            // queue ids delivered, one cleanup line logged). The queue ids are the proof.
+            let handovers = handed.max(acceptances.len());
+            if handovers > allowed {
+                problems.push(format!("{user}: {id} handed to Postfix {handed} times, arrived as {queue_ids:?}"));
+            }
+            if acceptances.iter().any(|q| q.is_none()) || acceptances.len() > allowed {
                 problems.push(format!("{user}: {id} arrived as {queue_ids:?}"));
             }
             redelivered += queue_ids.len() - acceptances.len();
