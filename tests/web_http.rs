@@ -329,6 +329,13 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     assert_eq!(numbers(&api("?status=all").await), vec![printer, vpn, old]);
     assert_eq!(numbers(&api("?status=new").await), vec![printer, vpn]);
     assert_eq!(numbers(&api("?status=waiting&status=closed").await), vec![old]);
+    // A colleague (the company shares its tickets) gets the same selections by status: the
+    // filter is also applied inside the company's branch of who may see what.
+    let paul = app.client_for(PAUL).await;
+    for (q, expected) in [("", vec![printer, vpn]), ("?status=closed", vec![old]), ("?status=all", vec![printer, vpn, old])] {
+        let r = paul.get(app.url(&format!("/api/tickets{q}"))).send().await.unwrap();
+        assert_eq!(numbers(&r.json().await.unwrap()), expected, "{PAUL} {q}");
+    }
     // A word that appears only in the answer, accents and case aside; several keywords all match.
     assert_eq!(numbers(&api("?q=photoconducteur").await), vec![printer]);
     assert_eq!(numbers(&api("?q=PHOTOCONDUCTEUR,%20tambour").await), vec![printer]);

@@ -35,6 +35,8 @@ struct Options {
     requests: usize,
     reseed: bool,
     explain: bool,
+    /// Only the scenarios whose name contains this (for profiling one of them).
+    only: Option<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -46,6 +48,7 @@ fn options() -> anyhow::Result<Options> {
         requests: 2_000,
         reseed: false,
         explain: false,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -58,9 +61,10 @@ fn options() -> anyhow::Result<Options> {
             "--requests" => o.requests = value()?.parse()?,
             "--reseed" => o.reseed = true,
             "--explain" => o.explain = true,
+            "--only" => o.only = Some(value()?),
             "--help" | "-h" => {
                 println!(
-                    "bench-web [--db FILE] [--tickets N] [--messages-per-ticket N] [--clients N] [--requests N] [--reseed]\n\
+                    "bench-web [--db FILE] [--tickets N] [--messages-per-ticket N] [--clients N] [--requests N] [--reseed] [--explain] [--only TEXT]\n\
                      defaults: target/bench-web/guichet.db, 100000 tickets, 10 messages each, 8 clients, 2000 requests per scenario"
                 );
                 std::process::exit(0);
@@ -511,7 +515,8 @@ async fn run(app: App, o: Options) -> anyhow::Result<()> {
         },
     ];
     let mut results: BTreeMap<usize, (String, Duration, Duration, Duration, f64, f64)> = BTreeMap::new();
-    for (i, s) in scenarios.iter().enumerate() {
+    let chosen = |s: &&Scenario| o.only.as_ref().is_none_or(|only| s.name.contains(only.as_str()));
+    for (i, s) in scenarios.iter().enumerate().filter(|(_, s)| chosen(s)) {
         let requests = s.requests.unwrap_or(o.requests);
         let cpu_before = cpu_seconds();
         let (p50, p99, max, rps) = measure(addr, s, o.clients, requests).await?;
