@@ -49,41 +49,52 @@ impl App {
 
     /// Ingests a batch of mails in one transaction (each in its own savepoint).
     pub fn ingest_batch(&self, mails: &[Vec<u8>], source: &str, mailing: Mailing) -> anyhow::Result<Vec<Outcome>> {
-        self.ingest_batch_with(mails, source, mailing, |_, _| Ok(()))
+        self.commit_batch_with(mails, self.prepare_batch(mails), source, mailing, |_, _| Ok(()))
     }
 
-    /// Like [`App::ingest_batch`], with `also` run on the outcomes in the same transaction (the
-    /// mailbox's cursor and counters: committed with the mails or not at all).
-    pub fn ingest_batch_with(
+    /// The database-free half of a batch's ingest: parsing, most of a mail's CPU, done on every
+    /// core. The IMAP loop runs it while the batch before is still being committed.
+    pub fn prepare_batch(&self, mails: &[Vec<u8>]) -> PreparedBatch {
+        PreparedBatch { started: std::time::Instant::now(), mails: prepare_all(&self.desk, mails) }
+    }
+
+    /// Writes a prepared batch (`prepared` from [`App::prepare_batch`] of the same `mails`) in one
+    /// transaction, with `also` run on the outcomes in it (the mailbox's cursor and counters:
+    /// committed with the mails or not at all).
+    pub fn commit_batch_with(
         &self,
         mails: &[Vec<u8>],
+        prepared: PreparedBatch,
         source: &str,
         mailing: Mailing,
         also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
-        let started = std::time::Instant::now();
-        // Parsing is most of a mail's CPU and needs no database: done before the write lock is
-        // taken, on every core.
-        let prepared = prepare_all(desk, mails);
+        assert_eq!(mails.len(), prepared.mails.len(), "a batch is committed with its own preparation");
         let outcomes = self.store.write(|conn| {
             let now = store::now();
             let outcomes = mails
                 .iter()
-                .zip(prepared)
+                .zip(prepared.mails)
                 .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             also(conn, &outcomes)?;
             Ok(outcomes)
         })?;
-        // Fetch-to-commit time of a batch: what a mail in it waited for, once fetched.
+        // Parse-to-commit time of a batch: what a mail in it waited for, once fetched.
         metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
-            .record(started.elapsed().as_secs_f64());
+            .record(prepared.started.elapsed().as_secs_f64());
         for o in &outcomes {
             record_outcome_metrics(source, o);
         }
         Ok(outcomes)
     }
+}
+
+/// A batch's mails parsed, waiting for the write transaction.
+pub struct PreparedBatch {
+    started: std::time::Instant,
+    mails: Vec<inbound::Prepared>,
 }
 
 /// [`inbound::prepare`] of every mail, in order, spread over the machine's cores.

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::app::{App, Shutdown};
+use crate::app::{App, PreparedBatch, Shutdown};
 use crate::config::{FirstRun, MailboxSettings, TlsMode};
 use crate::desk::actions::Mailing;
 use crate::store::{self, mailboxes};
@@ -238,8 +238,9 @@ async fn sync_once(
     }
 
     // Batches follow each other on this connection, each fetched while the one before is being
-    // committed (fetching waits on Dovecot and the network, committing on the database): at most
-    // two batches are in memory. A batch is marked processed only once committed.
+    // committed (fetching waits on Dovecot and the network, committing on the database) and
+    // parsed meanwhile on the other cores: at most two batches are in memory. A batch is marked
+    // processed only once committed.
     let mut rest: &[u32] = &uids;
     let mut in_flight: Option<Commit> = None;
     let mut fetched_all = true;
@@ -251,10 +252,12 @@ async fn sync_once(
             fetched_all &= mails.len() == batch.len();
             rest = &rest[batch.len()..];
             batches += 1;
+            // Parsed while the batch before commits; written only after it (in UID order).
+            let parsing = Parsing::start(app, mails);
             if let Some(previous) = in_flight.take() {
                 previous.finish(session, m, can_move).await?;
             }
-            in_flight = Some(Commit::start(app, name, holder, mails, mailing));
+            in_flight = Some(Commit::start(app, name, holder, parsing, mailing));
         }
         Ok(())
     }
@@ -287,33 +290,56 @@ async fn next_batch(session: &mut ImapSession, uids: &[u32], batch_size: usize) 
     Ok(batch)
 }
 
-/// A fetched batch being ingested on a blocking thread.
+/// A fetched batch being parsed on blocking threads.
+struct Parsing {
+    uids: Vec<u32>,
+    task: tokio::task::JoinHandle<(Vec<Vec<u8>>, PreparedBatch)>,
+}
+
+impl Parsing {
+    fn start(app: &App, mails: BTreeMap<u32, Vec<u8>>) -> Parsing {
+        let uids: Vec<u32> = mails.keys().copied().collect();
+        let bodies: Vec<Vec<u8>> = mails.into_values().collect();
+        let app = app.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let prepared = app.prepare_batch(&bodies);
+            (bodies, prepared)
+        });
+        Parsing { uids, task }
+    }
+}
+
+/// A parsed batch being written, once parsed, on a blocking thread.
 struct Commit {
     uids: Vec<u32>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Commit {
-    fn start(app: &App, name: &str, holder: &str, mails: BTreeMap<u32, Vec<u8>>, mailing: Mailing) -> Commit {
-        let uids: Vec<u32> = mails.keys().copied().collect();
+    fn start(app: &App, name: &str, holder: &str, parsing: Parsing, mailing: Mailing) -> Commit {
+        let Parsing { uids, task: parsed } = parsing;
         let max_uid = uids.iter().copied().max().map(i64::from).unwrap_or(0);
-        let bodies: Vec<Vec<u8>> = mails.into_values().collect();
         let (app, name, holder) = (app.clone(), name.to_string(), holder.to_string());
-        let task = tokio::task::spawn_blocking(move || {
-            // The counters and the lease move in the batch's own transaction: a crash cannot
-            // commit the mails without them, and a duplicate (fetched again after a crash between
-            // commit and move, or a second copy) was counted when it was first ingested.
-            app.ingest_batch_with(&bodies, &name, mailing, |c, outcomes| {
-                use crate::desk::inbound::Outcome;
-                if !mailboxes::take_lease(c, &name, &holder, store::now(), LEASE_SECONDS)? {
-                    bail!("lost the lease on this mailbox to another daemon");
-                }
-                let quarantined = outcomes.iter().filter(|o| matches!(o, Outcome::Quarantined(_))).count() as i64;
-                let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate)).count() as i64;
-                let ingested = outcomes.len() as i64 - quarantined - duplicates;
-                mailboxes::advance(c, &name, max_uid, ingested, quarantined)
-            })?;
-            Ok(())
+        let task = tokio::spawn(async move {
+            let (bodies, prepared) = parsed.await.context("parsing task panicked")?;
+            tokio::task::spawn_blocking(move || {
+                // The counters and the lease move in the batch's own transaction: a crash cannot
+                // commit the mails without them, and a duplicate (fetched again after a crash
+                // between commit and move, or a second copy) was counted when first ingested.
+                app.commit_batch_with(&bodies, prepared, &name, mailing, |c, outcomes| {
+                    use crate::desk::inbound::Outcome;
+                    if !mailboxes::take_lease(c, &name, &holder, store::now(), LEASE_SECONDS)? {
+                        bail!("lost the lease on this mailbox to another daemon");
+                    }
+                    let quarantined = outcomes.iter().filter(|o| matches!(o, Outcome::Quarantined(_))).count() as i64;
+                    let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate)).count() as i64;
+                    let ingested = outcomes.len() as i64 - quarantined - duplicates;
+                    mailboxes::advance(c, &name, max_uid, ingested, quarantined)
+                })?;
+                Ok(())
+            })
+            .await
+            .context("ingest task panicked")?
         });
         Commit { uids, task }
     }
