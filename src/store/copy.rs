@@ -135,7 +135,7 @@ fn reindex(conn: &mut Conn) -> anyhow::Result<()> {
         offset += rows.len() as i64;
         write_tx(conn, |c| {
             for (id, subject, text) in &rows {
-                super::tickets::index_for_search(c, *id, &format!("{subject}\n{text}"))?;
+                super::search_index::add(c, *id, format!("{subject}\n{text}"))?;
             }
             Ok(())
         })?;

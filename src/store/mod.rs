@@ -13,6 +13,7 @@ pub mod mailboxes;
 pub mod outbox;
 pub mod raw;
 pub mod schema;
+pub(crate) mod search_index;
 pub mod tickets;
 
 use std::time::Duration;
@@ -252,7 +253,8 @@ pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<
         AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
     };
     conn.batch_execute(begin).context("cannot begin a transaction")?;
-    match f(conn) {
+    let search = search_index::Deferred::begin(conn);
+    match f(conn).and_then(|value| search.flush(conn).map(|()| value)) {
         Ok(value) => {
             conn.batch_execute("COMMIT").context("commit failed")?;
             Ok(value)
@@ -267,12 +269,14 @@ pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<
 /// Runs `f` inside a savepoint: its changes are undone alone when it fails.
 pub fn savepoint<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
     conn.batch_execute("SAVEPOINT one_mail")?;
+    let indexed = search_index::mark();
     match f(conn) {
         Ok(v) => {
             conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
             Ok(v)
         }
         Err(e) => {
+            search_index::undo_to(indexed);
             conn.batch_execute("ROLLBACK TO SAVEPOINT one_mail")?;
             conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
             Err(e)

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::{attachments, blobs, messages, raw_mails, thread_ids, tickets, watchers};
-use super::{AnyConnection, Conn, next_id, rfc3339};
+use super::{AnyConnection, Conn, next_id, rfc3339, search_index};
 use crate::domain::{MessageKind, Priority, Status};
 use crate::parse::RawSpan;
 
@@ -185,31 +185,8 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
     if let Some(mid) = m.mail_message_id {
         add_thread_id(conn, mid, m.ticket_number)?;
     }
-    index_for_search(conn, id, &format!("{}\n{}", m.subject, m.full_text))?;
+    search_index::add(conn, id, format!("{}\n{}", m.subject, m.full_text))?;
     Ok(id)
-}
-
-/// Adds a message's words to the keyword index (FTS5 on SQLite, tsvector on PostgreSQL).
-pub(crate) fn index_for_search(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> {
-    use diesel::sql_types::{BigInt, Text};
-    match conn {
-        #[cfg(feature = "postgres")]
-        AnyConnection::Postgresql(pg) => {
-            diesel::sql_query(
-                "INSERT INTO message_search (message_id, tsv) VALUES ($1, to_tsvector('simple', unaccent_simple($2)))",
-            )
-            .bind::<BigInt, _>(id)
-            .bind::<Text, _>(text)
-            .execute(pg)?;
-        }
-        AnyConnection::Sqlite(sqlite) => {
-            diesel::sql_query("INSERT INTO message_search (rowid, text) VALUES (?, ?)")
-                .bind::<BigInt, _>(id)
-                .bind::<Text, _>(text)
-                .execute(sqlite)?;
-        }
-    }
-    Ok(())
 }
 
 /// Stores the bytes once (content-addressed) and links them to the message. A mail's file that
