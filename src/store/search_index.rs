@@ -55,30 +55,28 @@ fn insert(conn: &mut Conn, id: i64, text: &str) -> anyhow::Result<()> {
 }
 
 /// Holds the index's additions for the transaction that `begin` was called in; dropped (commit
-/// or not), nothing is held any more.
+/// or not), nothing of it is held any more.
 pub(crate) struct Deferred {
-    outermost: bool,
+    /// Whether this transaction holds its additions (SQLite).
+    holds: bool,
+    /// What an enclosing transaction of this thread (another connection) was holding, given back
+    /// when this one ends.
+    outer: Option<Vec<(i64, String)>>,
 }
 
 impl Deferred {
-    /// Called right after BEGIN. A nested transaction leaves the outer one in charge.
+    /// Called right after BEGIN.
     pub(crate) fn begin(conn: &Conn) -> Deferred {
-        let sqlite = matches!(conn, AnyConnection::Sqlite(_));
-        let outermost = sqlite
-            && PENDING.with_borrow_mut(|p| {
-                if p.is_some() {
-                    return false;
-                }
-                *p = Some(Vec::new());
-                true
-            });
-        Deferred { outermost }
+        if !matches!(conn, AnyConnection::Sqlite(_)) {
+            return Deferred { holds: false, outer: None };
+        }
+        Deferred { holds: true, outer: PENDING.replace(Some(Vec::new())) }
     }
 
     /// Called right before COMMIT: indexes what was held, in one run of statements (one FTS5
     /// segment).
     pub(crate) fn flush(&self, conn: &mut Conn) -> anyhow::Result<()> {
-        if !self.outermost {
+        if !self.holds {
             return Ok(());
         }
         let pending = PENDING.with_borrow_mut(|p| p.as_mut().map(std::mem::take).unwrap_or_default());
@@ -91,8 +89,8 @@ impl Deferred {
 
 impl Drop for Deferred {
     fn drop(&mut self) {
-        if self.outermost {
-            PENDING.with_borrow_mut(|p| *p = None);
+        if self.holds {
+            PENDING.set(self.outer.take());
         }
     }
 }
@@ -161,6 +159,17 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(mark(), 0);
         assert_eq!(found(&store, "rolled"), Vec::<i64>::new());
+        // A transaction on another database, inside this one's, indexes its own words into its own.
+        let other = Store::open_and_migrate(&format!("sqlite://{}", dir.path().join("h.db").display()), 2).unwrap();
+        store
+            .write(|c| {
+                add(c, 6, "outer".into())?;
+                other.write(|o| add(o, 7, "inner".into()))?;
+                add(c, 8, "outer".into())
+            })
+            .unwrap();
+        assert_eq!((found(&store, "outer"), found(&store, "inner")), (vec![6, 8], vec![]));
+        assert_eq!(found(&other, "inner"), vec![7]);
         // Outside a transaction, words go in at once.
         store.read(|c| add(c, 5, "imprimante direct".into())).unwrap();
         assert_eq!(found(&store, "direct"), vec![5]);
