@@ -332,7 +332,9 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     // A colleague (the company shares its tickets) gets the same selections by status: the
     // filter is also applied inside the company's branch of who may see what.
     let paul = app.client_for(PAUL).await;
-    for (q, expected) in [("", vec![printer, vpn]), ("?status=closed", vec![old]), ("?status=all", vec![printer, vpn, old])] {
+    for (q, expected) in
+        [("", vec![printer, vpn]), ("?status=closed", vec![old]), ("?status=all", vec![printer, vpn, old])]
+    {
         let r = paul.get(app.url(&format!("/api/tickets{q}"))).send().await.unwrap();
         assert_eq!(numbers(&r.json().await.unwrap()), expected, "{PAUL} {q}");
     }
@@ -348,6 +350,11 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     assert_eq!(order, vec![printer, vpn, old]);
     let paged = api("?status=all&per_page=10&page=2").await;
     assert_eq!((paged["total"].as_i64(), paged["tickets"].as_array().unwrap().len()), (Some(3), 0));
+    // With a keyword the page counts its own selection, a page past its end too.
+    let searched = api("?q=photoconducteur&status=all").await;
+    assert_eq!((searched["total"].as_i64(), numbers(&searched)), (Some(1), vec![printer]));
+    let past = api("?q=photoconducteur&status=all&per_page=10&page=2").await;
+    assert_eq!((past["total"].as_i64(), past["tickets"].as_array().unwrap().len()), (Some(1), 0));
 
     // Every ticket is unread until its page is viewed.
     assert_eq!(numbers(&api("?unread=1").await), vec![printer, vpn]);

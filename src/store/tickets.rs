@@ -615,6 +615,15 @@ struct CountRow {
     n: i64,
 }
 
+/// A row of a page that counts its whole selection (`COUNT(*) OVER ()`).
+#[derive(QueryableByName)]
+struct CountedRow {
+    #[diesel(embed)]
+    listed: ListedTicket,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    selected: i64,
+}
+
 /// A bound parameter of a hand-written query.
 #[derive(Clone, Debug)]
 enum Param {
@@ -798,16 +807,23 @@ pub fn list_tickets(
             .param(Param::Text(viewer.to_string()))
             .push(" AND r.ticket_number = t.number");
     };
-    let mut count = SqlBuilder { sqlite, sql: "SELECT COUNT(*) AS n".into(), params: Vec::new() };
-    if c.unread_only {
-        reads_join(&mut count);
-    } else {
-        count.push(" FROM tickets t");
-    }
-    list_filter(&mut count, audience, c, false);
-    let total = count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n);
-    if total == 0 || c.limit == Some(0) {
-        return Ok((total, Vec::new()));
+    let count = |conn: &mut Conn| -> anyhow::Result<i64> {
+        let mut count = SqlBuilder { sqlite, sql: "SELECT COUNT(*) AS n".into(), params: Vec::new() };
+        if c.unread_only {
+            reads_join(&mut count);
+        } else {
+            count.push(" FROM tickets t");
+        }
+        list_filter(&mut count, audience, c, false);
+        Ok(count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
+    };
+    // With keywords, matching the words is most of the work: the page counts its selection
+    // itself (a window over every row it sorted) rather than a second query matching them again.
+    // Without, the count is cheap and the page may stop early (staff: the date index).
+    let counted_by_page = !c.keywords.is_empty() && c.limit.is_some_and(|l| l > 0);
+    let total = if counted_by_page { None } else { Some(count(conn)?) };
+    if total == Some(0) || c.limit == Some(0) {
+        return Ok((total.unwrap_or(0), Vec::new()));
     }
     let mut page = SqlBuilder {
         sqlite,
@@ -817,6 +833,9 @@ pub fn list_tickets(
             .into(),
         params: Vec::new(),
     };
+    if counted_by_page {
+        page.push(", COUNT(*) OVER () AS selected");
+    }
     reads_join(&mut page);
     // Staff see every ticket: walking the date index newest first finds a page at once. A
     // customer sees a few hundred or thousand: SQLite must start from the audience's own indexes
@@ -832,7 +851,17 @@ pub fn list_tickets(
     if let Some(limit) = c.limit {
         page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
     }
-    Ok((total, page.load::<ListedTicket>(conn)?))
+    if !counted_by_page {
+        return Ok((total.unwrap_or(0), page.load::<ListedTicket>(conn)?));
+    }
+    let rows = page.load::<CountedRow>(conn)?;
+    let total = match rows.first() {
+        Some(r) => r.selected,
+        // A page past the end has no row to carry the count.
+        None if c.offset > 0 => count(conn)?,
+        None => 0,
+    };
+    Ok((total, rows.into_iter().map(|r| r.listed).collect()))
 }
 
 /// The watchers of several tickets at once, as (ticket, address), by address.
