@@ -125,9 +125,13 @@ mod tests {
     fn found(store: &Store, word: &str) -> Vec<i64> {
         store
             .read(|c| {
-                let AnyConnection::Sqlite(c) = c else { unreachable!() };
                 let q = format!("SELECT rowid FROM message_search WHERE message_search MATCH '{word}' ORDER BY rowid");
-                Ok(diesel::sql_query(q).load::<Hit>(c)?.into_iter().map(|h| h.rowid).collect())
+                let hits = match c {
+                    AnyConnection::Sqlite(c) => diesel::sql_query(q).load::<Hit>(c)?,
+                    #[cfg(feature = "postgres")]
+                    _ => unreachable!("a SQLite store"),
+                };
+                Ok(hits.into_iter().map(|h| h.rowid).collect())
             })
             .unwrap()
     }
