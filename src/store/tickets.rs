@@ -820,7 +820,8 @@ pub fn list_tickets(
     // With keywords, matching the words is most of the work: the page counts its selection
     // itself (a window over every row it sorted) rather than a second query matching them again.
     // Without, the count is cheap and the page may stop early (staff: the date index).
-    let counted_by_page = !c.keywords.is_empty() && c.limit.is_some_and(|l| l > 0);
+    let searched = c.keywords.iter().any(|k| keyword_query(k).is_some());
+    let counted_by_page = searched && c.limit.is_some_and(|l| l > 0);
     let total = if counted_by_page { None } else { Some(count(conn)?) };
     if total == Some(0) || c.limit == Some(0) {
         return Ok((total.unwrap_or(0), Vec::new()));
