@@ -406,3 +406,48 @@ fn header_injection_in_a_subject_or_name_yields_a_clean_mail() {
         assert!(!head.iter().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{mail}");
     }
 }
+
+/// Two daemons (two `App`s on one database) storing the same new file at the same moment: the
+/// second waits for the first's transaction and both mails keep the file. On PostgreSQL the
+/// second's insert of the file met the first's uncommitted row and its mail went to quarantine.
+#[test]
+fn the_same_new_file_stored_by_two_daemons_at_once_is_kept_by_both_mails() {
+    use base64::Engine;
+    use guichet::desk::actions::Mailing;
+    use guichet::desk::inbound;
+    let first = Desk::new();
+    let settings = first.app.settings.as_ref().clone();
+    let second = App::open(settings).unwrap();
+    let pdf = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 the same contract");
+    let mail = |who: &str| {
+        format!(
+            "From: {who}@customer.example\nTo: support@example.com\nSubject: contrat\nMessage-ID: <{who}@customer.example>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nle contrat\n--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=\"contrat.pdf\"\nContent-Transfer-Encoding: base64\n\n{pdf}\n--b--\n"
+        )
+        .replace('\n', "\r\n")
+    };
+    let (stored, go) = std::sync::mpsc::channel();
+    let outcomes = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            first.app.store.write(|c| {
+                let o = inbound::ingest(c, &first.app.desk, mail("anne").as_bytes(), "a", Mailing::Send, 0)?;
+                // The file is in this open transaction; the other daemon stores it meanwhile.
+                stored.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                Ok(o)
+            })
+        });
+        let second = &second;
+        let b = s.spawn(move || {
+            go.recv().unwrap();
+            second.ingest_one(mail("bruno").as_bytes(), "b")
+        });
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(matches!(outcomes.0, Outcome::Ticket { created: true, .. }), "{outcomes:?}");
+    assert!(matches!(outcomes.1, Outcome::Ticket { created: true, .. }), "{outcomes:?}");
+    for n in [1, 2] {
+        let m = &first.ticket(n).messages.unwrap()[0];
+        assert_eq!(m.attachments.len(), 1, "ticket {n}");
+        assert_eq!(m.attachments[0].name, "contrat.pdf");
+    }
+}

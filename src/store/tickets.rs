@@ -211,7 +211,9 @@ pub fn insert_attachment(
             Some((raw_id, span)) => (&[][..], Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
             None => (data, None, None, None),
         };
-        diesel::insert_into(blobs::table)
+        // Another daemon's open transaction may be storing the same file (PostgreSQL): its row
+        // is not visible yet, and this insert waits for it; either copy will do.
+        let insert = diesel::insert_into(blobs::table)
             .values((
                 blobs::sha256.eq(&sha),
                 blobs::size.eq(data.len() as i64),
@@ -220,7 +222,12 @@ pub fn insert_attachment(
                 blobs::raw_start.eq(start),
                 blobs::raw_end.eq(end),
             ))
-            .execute(conn)?;
+            .on_conflict_do_nothing();
+        match conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgresql(pg) => insert.execute(pg)?,
+            AnyConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+        };
     }
     let id = next_id(conn, "attachment")?;
     diesel::insert_into(attachments::table)
