@@ -714,11 +714,11 @@ pub fn keyword_query(keyword: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// The `WHERE` clause shared by the count and the page of [`list_tickets`]. For the page
-/// (`ordered`), SQLite is kept from using the status index (`+t.status`): walking the tickets
-/// newest first and stopping at the page's end beats sorting every open ticket, the open ones
-/// being the recent ones.
-fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, ordered: bool) {
+/// The `WHERE` clause shared by the count and the page of [`list_tickets`]. When the page walks
+/// the date index (`walk_date_index`), SQLite is kept from using the status index (`+t.status`):
+/// walking the tickets newest first and stopping at the page's end beats sorting every open
+/// ticket, the open ones being the recent ones.
+fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, walk_date_index: bool) {
     b.push(" WHERE 1 = 1");
     if let Audience::Customer { email, shared_company } = audience {
         b.push(" AND (t.requester = ").param(Param::Text(email.clone()));
@@ -737,14 +737,9 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, ordere
     if let Some(n) = c.number {
         b.push(" AND t.number = ").param(Param::Int(n));
     }
-    status_filter(b, c, if ordered && b.sqlite { "+t.status" } else { "t.status" });
-    if !c.priorities.is_empty() && c.priorities.len() < Priority::ALL.len() {
-        b.push(" AND t.priority IN (");
-        for (i, p) in c.priorities.iter().enumerate() {
-            b.push(if i == 0 { "" } else { ", " }).param(Param::Text(p.as_str().into()));
-        }
-        b.push(")");
-    }
+    status_filter(b, c, if walk_date_index && b.sqlite { "+t.status" } else { "t.status" });
+    let priorities: Vec<&str> = c.priorities.iter().map(|p| p.as_str()).collect();
+    one_of(b, "t.priority", &priorities, Priority::ALL.len());
     if let Some(product) = &c.product {
         b.push(" AND lower(t.product) = lower(").param(Param::Text(product.clone())).push(")");
     }
@@ -792,13 +787,20 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, ordere
 
 /// ` AND <column> IN (…)` for the statuses asked for, nothing when any status will do.
 fn status_filter(b: &mut SqlBuilder, c: &ListCriteria, column: &str) {
-    if !c.statuses.is_empty() && c.statuses.len() < Status::ALL.len() {
-        b.push(" AND ").push(column).push(" IN (");
-        for (i, s) in c.statuses.iter().enumerate() {
-            b.push(if i == 0 { "" } else { ", " }).param(Param::Text(s.as_str().into()));
-        }
-        b.push(")");
+    let statuses: Vec<&str> = c.statuses.iter().map(|s| s.as_str()).collect();
+    one_of(b, column, &statuses, Status::ALL.len());
+}
+
+/// ` AND <column> IN (…values)`, nothing when `values` is empty or holds all `possible` ones.
+fn one_of(b: &mut SqlBuilder, column: &str, values: &[&str], possible: usize) {
+    if values.is_empty() || values.len() >= possible {
+        return;
     }
+    b.push(" AND ").push(column).push(" IN (");
+    for (i, v) in values.iter().enumerate() {
+        b.push(if i == 0 { "" } else { ", " }).param(Param::Text((*v).into()));
+    }
+    b.push(")");
 }
 
 /// One page of the tickets `audience` may see that match `c`, and the total number that match.
@@ -824,45 +826,46 @@ pub fn list_tickets(
         list_filter(&mut count, audience, c, false);
         Ok(count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
     };
-    // With keywords, matching the words is most of the work: the page counts its selection
-    // itself (a window over every row it sorted) rather than a second query matching them again.
-    // Without, the count is cheap and the page may stop early (staff: the date index).
-    let searched = c.keywords.iter().any(|k| keyword_query(k).is_some());
-    let counted_by_page = searched && c.limit.is_some_and(|l| l > 0);
-    let total = if counted_by_page { None } else { Some(count(conn)?) };
-    if total == Some(0) || c.limit == Some(0) {
-        return Ok((total.unwrap_or(0), Vec::new()));
-    }
-    let mut page = SqlBuilder {
-        sqlite,
-        sql: "SELECT t.number, t.subject, t.status, t.priority, t.requester, t.company, t.product, t.service, \
-              t.unverified, t.refers_to, t.created_at, t.updated_at, t.closed_at, \
-              (r.read_at IS NULL OR r.read_at < t.updated_at) AS unread"
-            .into(),
-        params: Vec::new(),
-    };
-    if counted_by_page {
-        page.push(", COUNT(*) OVER () AS selected");
-    }
-    reads_join(&mut page);
     // Staff see every ticket: walking the date index newest first finds a page at once. A
     // customer sees a few hundred or thousand: SQLite must start from the audience's own indexes
     // (requester, watchers, company) and sort what they give; walking the date index instead
     // read all 100,000 tickets when fewer than a page of them matched (a `+` keeps it off).
     let walk_date_index = audience.is_staff() && c.sort == SortKey::Updated;
-    list_filter(&mut page, audience, c, walk_date_index);
-    let dir = if c.descending { "DESC" } else { "ASC" };
-    let sort = c.sort.sql(sqlite);
     let keep_off_index = sqlite && !audience.is_staff() && matches!(c.sort, SortKey::Updated | SortKey::Created);
-    let plus = if keep_off_index { "+" } else { "" };
-    page.push(&format!(" ORDER BY {plus}{sort} {dir}, t.number {dir}"));
-    if let Some(limit) = c.limit {
-        page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
+    let page = |counted: bool| {
+        let mut page = SqlBuilder {
+            sqlite,
+            sql: "SELECT t.number, t.subject, t.status, t.priority, t.requester, t.company, t.product, t.service, \
+                  t.unverified, t.refers_to, t.created_at, t.updated_at, t.closed_at, \
+                  (r.read_at IS NULL OR r.read_at < t.updated_at) AS unread"
+                .into(),
+            params: Vec::new(),
+        };
+        if counted {
+            page.push(", COUNT(*) OVER () AS selected");
+        }
+        reads_join(&mut page);
+        list_filter(&mut page, audience, c, walk_date_index);
+        let dir = if c.descending { "DESC" } else { "ASC" };
+        let plus = if keep_off_index { "+" } else { "" };
+        page.push(&format!(" ORDER BY {plus}{} {dir}, t.number {dir}", c.sort.sql(sqlite)));
+        if let Some(limit) = c.limit {
+            page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
+        }
+        page
+    };
+    // With keywords, matching the words is most of the work: the page counts its selection
+    // itself (a window over every row it sorted) rather than a second query matching them again.
+    // Without, the count is cheap and the page may stop early (staff: the date index).
+    let searched = c.keywords.iter().any(|k| keyword_query(k).is_some());
+    if !searched || c.limit == Some(0) {
+        let total = count(conn)?;
+        if total == 0 || c.limit == Some(0) {
+            return Ok((total, Vec::new()));
+        }
+        return Ok((total, page(false).load::<ListedTicket>(conn)?));
     }
-    if !counted_by_page {
-        return Ok((total.unwrap_or(0), page.load::<ListedTicket>(conn)?));
-    }
-    let rows = page.load::<CountedRow>(conn)?;
+    let rows = page(true).load::<CountedRow>(conn)?;
     let total = match rows.first() {
         Some(r) => r.selected,
         // A page past the end has no row to carry the count.
