@@ -78,7 +78,13 @@ fn is_signature_line(line: &str) -> bool {
         .expect("mobile signature regex")
     });
     let line = line.trim_end_matches('\r');
-    line == "-- " || line == "--" || MOBILE.is_match(line.trim())
+    line == "-- " || line == "--" || starts_with_one_of(line.trim(), "esgotp") && MOBILE.is_match(line.trim())
+}
+
+/// Whether `line` starts with one of `letters` (ASCII, any case): a cheap test that spares most
+/// lines of prose the regexes below, run on every line of every mail.
+fn starts_with_one_of(line: &str, letters: &str) -> bool {
+    line.bytes().next().is_some_and(|b| letters.as_bytes().contains(&b.to_ascii_lowercase()))
 }
 
 /// "Le … a écrit :", "On … wrote:", "Am … schrieb …:" on one line. A date is always in it, so a
@@ -90,7 +96,7 @@ fn is_attribution(line: &str) -> bool {
         )
         .expect("attribution regex")
     });
-    line.chars().count() <= 400 && ATTRIBUTION.is_match(line)
+    line.ends_with(':') && starts_with_one_of(line, "loeia") && line.chars().count() <= 400 && ATTRIBUTION.is_match(line)
 }
 
 /// Separator lines that open a quoted or forwarded original on their own.
@@ -101,7 +107,8 @@ pub(super) fn is_original_separator(line: &str) -> bool {
         )
         .expect("separator regex")
     });
-    SEPARATOR.is_match(line.trim())
+    let line = line.trim();
+    starts_with_one_of(line, "-bd") && SEPARATOR.is_match(line)
 }
 
 /// Outlook's `________________________________` line (it precedes the header block).
@@ -115,7 +122,11 @@ pub(super) fn from_line_value(line: &str) -> Option<&str> {
     static FROM: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)^\*{0,2}(?:from|de|von)\*{0,2}\s*:\s*\*{0,2}\s*(\S.*)$").expect("from line regex")
     });
-    FROM.captures(line.trim()).and_then(|c| c.get(1)).map(|m| m.as_str().trim_end())
+    let line = line.trim();
+    if !starts_with_one_of(line, "*fdv") {
+        return None;
+    }
+    FROM.captures(line).and_then(|c| c.get(1)).map(|m| m.as_str().trim_end())
 }
 
 /// Lines that follow `From:` in a client's header block.
@@ -156,7 +167,8 @@ fn attribution_len(lines: &[&str], i: usize) -> Option<usize> {
         return Some(1);
     }
     let next = lines.get(i + 1)?.trim();
-    (!next.is_empty() && is_attribution(&format!("{line} {next}"))).then_some(2)
+    // The wrapped attribution ends with the next line's colon: only then is the join worth making.
+    (next.ends_with(':') && is_attribution(&format!("{line} {next}"))).then_some(2)
 }
 
 pub(super) fn next_non_empty(lines: &[&str], from: usize) -> Option<usize> {
