@@ -41,8 +41,9 @@ impl App {
     /// Ingests one raw mail in its own transaction (pipe mode, `quarantine retry`, tests).
     pub fn ingest_one(&self, data: &[u8], source: &str) -> anyhow::Result<Outcome> {
         let desk = &self.desk;
-        let outcome =
-            self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
+        let outcome = self.write_composing(|| {
+            self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))
+        })?;
         record_outcome_metrics(source, &outcome);
         Ok(outcome)
     }
@@ -67,27 +68,49 @@ impl App {
         prepared: PreparedBatch,
         source: &str,
         mailing: Mailing,
-        also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
+        also: impl Fn(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
         assert_eq!(mails.len(), prepared.mails.len(), "a batch is committed with its own preparation");
-        let outcomes = self.store.write(|conn| {
-            let now = store::now();
-            let outcomes = mails
-                .iter()
-                .zip(prepared.mails)
-                .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            also(conn, &outcomes)?;
-            Ok(outcomes)
+        let started = prepared.started;
+        let mut prepared = Some(prepared);
+        let outcomes = self.write_composing(|| {
+            let prepared = prepared.take().unwrap_or_else(|| self.prepare_batch(mails));
+            self.store.write(|conn| {
+                let now = store::now();
+                let outcomes = mails
+                    .iter()
+                    .zip(prepared.mails)
+                    .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                also(conn, &outcomes)?;
+                Ok(outcomes)
+            })
         })?;
         // Parse-to-commit time of a batch: what a mail in it waited for, once fetched.
         metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
-            .record(prepared.started.elapsed().as_secs_f64());
+            .record(started.elapsed().as_secs_f64());
         for o in &outcomes {
             record_outcome_metrics(source, o);
         }
         Ok(outcomes)
+    }
+}
+
+impl App {
+    /// Runs a write transaction that may queue notifications (`attempt`, called once or twice).
+    /// Their mails are composed in the background and written at COMMIT; when one of them cannot
+    /// be composed (a template an administrator broke, say), the whole transaction is rolled back
+    /// and written again composing as it goes, so that the failure lands on the one mail that
+    /// caused it (its savepoint: quarantine) rather than stopping the batch, again and again.
+    fn write_composing<T>(&self, mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match attempt() {
+            Err(e) if e.downcast_ref::<store::outbox::ComposeFailed>().is_some() => {
+                tracing::warn!(error = %format!("{e:#}"), "a notification could not be composed: writing again, composing as it goes");
+                store::held::composing_as_it_goes(attempt)
+            }
+            other => other,
+        }
     }
 }
 

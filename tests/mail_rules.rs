@@ -343,6 +343,54 @@ fn automatic_mail_to_one_address_stops_at_the_rate_limit() {
 }
 
 #[test]
+fn the_rate_limit_counts_the_mails_queued_earlier_in_the_same_batch() {
+    // The daemon writes a whole IMAP batch in one transaction, its notifications held until
+    // COMMIT: the limit must still see the ones this very batch queued.
+    let d = Desk::new();
+    let robot: Vec<Vec<u8>> = (0..15)
+        .map(|i| {
+            format!("From: robot@customer.example\r\nTo: support@example.com\r\nSubject: alerte {i}\r\nMessage-ID: <rb{i}@customer.example>\r\n\r\nalerte\r\n")
+                .into_bytes()
+        })
+        .collect();
+    let outcomes = d.app.ingest_batch(&robot, "test", guichet::desk::actions::Mailing::Send).unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Ticket { created: true, .. })), "{outcomes:?}");
+    assert_eq!(d.sent_to("robot@customer.example").len(), 10, "auto_reply_limit: 10 in 3 hours");
+}
+
+#[test]
+fn a_notification_that_cannot_be_composed_sends_its_own_mail_to_quarantine_and_the_batch_goes_on() {
+    // An administrator's template that fails for one requester (strict mode: an unknown
+    // variable). The batch's notifications are composed in the background; the failure shows at
+    // COMMIT, and the batch is written again so that only that mail goes to quarantine.
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(templates.path().join("fr")).unwrap();
+    std::fs::write(
+        templates.path().join("fr/ticket_created.subject.hbs"),
+        "{{token}} Recu : {{#if (eq recipient \"bad@customer.example\")}}{{no_such_variable}}{{/if}}{{ticket.subject}}",
+    )
+    .unwrap();
+    let d = Desk::with(&format!("templates_dir = \"{}\"", templates.path().display()));
+    let mail = |who: &str, n: u32| {
+        format!("From: {who}\r\nTo: support@example.com\r\nSubject: Panne {n}\r\nMessage-ID: <tpl{n}@customer.example>\r\n\r\nPanne.\r\n")
+            .into_bytes()
+    };
+    let batch =
+        vec![mail("one@customer.example", 1), mail("bad@customer.example", 2), mail("three@customer.example", 3)];
+    let outcomes = d.app.ingest_batch(&batch, "test", guichet::desk::actions::Mailing::Send).unwrap();
+    assert!(matches!(outcomes[0], Outcome::Ticket { created: true, .. }), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Outcome::Quarantined(_)), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Outcome::Ticket { created: true, .. }), "{outcomes:?}");
+    assert_eq!(d.ticket_count(), 2);
+    for who in ["one@customer.example", "three@customer.example"] {
+        let acks = d.sent_to(who);
+        assert_eq!(acks.len(), 1, "{who} is acknowledged once");
+        assert!(header(&acks[0].1, "Subject").unwrap().contains("Recu : Panne"), "{}", acks[0].1);
+    }
+    assert!(d.sent_to("bad@customer.example").is_empty());
+}
+
+#[test]
 fn no_automatic_mail_to_system_addresses_or_auto_generated_senders() {
     let d = Desk::new();
     d.mail("From: no-reply@shop.example\nTo: support@example.com\nSubject: Votre commande\nMessage-ID: <nr@shop.example>\n\nx\n");

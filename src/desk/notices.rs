@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use super::Desk;
 use crate::domain::EmailAddress;
 use crate::notify::compose::{OutgoingMail, compose, shorten_subject};
-use crate::notify::message_id;
 pub use crate::notify::render::human_size;
+use crate::notify::{message_id, pool};
 use crate::store::tickets::{TicketRow, add_thread_id, thread_references};
-use crate::store::{Conn, outbox};
+use crate::store::{Conn, held, outbox};
 
 /// How a notification counts for the loop breakers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,9 +136,7 @@ fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, n
             base.insert(k.clone(), v.clone());
         }
     }
-    let rendered = desk.renderer.render(lang, notice.event, &ctx)?;
     let token = notice.ticket.map(|t| desk.token.format(t.number)).unwrap_or_default();
-    let subject = shorten_subject(&rendered.subject, &token, 150);
     let mid = message_id::ours(number, &desk.secret, desk.id_domain());
     let mut references = match number {
         Some(n) => thread_references(conn, n)?,
@@ -158,33 +156,48 @@ fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, n
         Some(person) => format!("{person} via {}", settings.helpdesk.name),
         None => settings.helpdesk.name.clone(),
     };
-    let mail = OutgoingMail {
+    let mut mail = OutgoingMail {
         from_name,
         from_address: desk.helpdesk.to_string(),
         to: vec![to.to_string()],
-        subject,
+        subject: String::new(),
         message_id: mid.clone(),
         in_reply_to,
         references,
         auto_submitted,
         loop_id: loop_id(desk),
-        text: rendered.text,
-        html: Some(rendered.html),
+        text: String::new(),
+        html: None,
         attachments: notice.attachments.clone(),
     };
-    let data = compose(&mail)?;
+    // Rendering and composing need nothing from the database: done on the compose pool while
+    // the transaction goes on (held until its COMMIT), or here outside one.
+    let (renderer, lang, event) = (desk.renderer.clone(), lang.to_string(), notice.event);
+    let compose_mail = move || {
+        let rendered = renderer.render(&lang, event, &ctx)?;
+        mail.subject = shorten_subject(&rendered.subject, &token, 150);
+        mail.text = rendered.text;
+        mail.html = Some(rendered.html);
+        compose(&mail)
+    };
+    let data: Box<dyn FnOnce() -> anyhow::Result<Vec<u8>>> = if held::holds_notifications() {
+        let composing = pool::start(compose_mail);
+        Box::new(move || composing.wait())
+    } else {
+        Box::new(compose_mail)
+    };
     let envelope_from = if notice.null_sender { String::new() } else { desk.helpdesk.to_string() };
-    outbox::insert(
+    outbox::queue(
         conn,
-        &outbox::NewNotification {
+        outbox::Queued {
             ticket_number: number,
-            event: notice.event,
-            recipient: to.as_str(),
-            envelope_from: &envelope_from,
-            message_id: &mid,
+            event: notice.event.to_string(),
+            recipient: to.as_str().to_string(),
+            envelope_from,
+            message_id: mid.clone(),
             automatic: matches!(notice.kind, Kind::Acknowledgement | Kind::Automatic),
-            data: &data,
             at: now,
+            data,
         },
     )?;
     if let Some(n) = number {

@@ -96,7 +96,10 @@ fn is_attribution(line: &str) -> bool {
         )
         .expect("attribution regex")
     });
-    line.ends_with(':') && starts_with_one_of(line, "loeia") && line.chars().count() <= 400 && ATTRIBUTION.is_match(line)
+    line.ends_with(':')
+        && starts_with_one_of(line, "loeia")
+        && line.chars().count() <= 400
+        && ATTRIBUTION.is_match(line)
 }
 
 /// Separator lines that open a quoted or forwarded original on their own.

@@ -9,6 +9,7 @@
 //! the ingest's CPU, measured; see BENCHMARKS.md, "Ingest").
 
 pub mod copy;
+pub mod held;
 pub mod mailboxes;
 pub mod outbox;
 pub mod raw;
@@ -136,7 +137,8 @@ impl CheckpointTurns {
     fn start_checkpoint(&self) -> bool {
         let mut state = self.lock();
         if !state.wanted && !state.closed {
-            state = self.changed.wait_timeout(state, CHECKPOINT_EVERY).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            state =
+                self.changed.wait_timeout(state, CHECKPOINT_EVERY).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
         if state.closed {
             return false;
@@ -330,8 +332,8 @@ pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<
         AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
     };
     conn.batch_execute(begin).context("cannot begin a transaction")?;
-    let search = search_index::Deferred::begin(conn);
-    match f(conn).and_then(|value| search.flush(conn).map(|()| value)) {
+    let held = held::Holding::begin();
+    match f(conn).and_then(|value| held.flush(conn).map(|()| value)) {
         Ok(value) => {
             conn.batch_execute("COMMIT").context("commit failed")?;
             Ok(value)
@@ -346,14 +348,14 @@ pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<
 /// Runs `f` inside a savepoint: its changes are undone alone when it fails.
 pub fn savepoint<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
     conn.batch_execute("SAVEPOINT one_mail")?;
-    let indexed = search_index::mark();
+    let held = held::mark();
     match f(conn) {
         Ok(v) => {
             conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
             Ok(v)
         }
         Err(e) => {
-            search_index::undo_to(indexed);
+            held::undo_to(held);
             conn.batch_execute("ROLLBACK TO SAVEPOINT one_mail")?;
             conn.batch_execute("RELEASE SAVEPOINT one_mail")?;
             Err(e)

@@ -2,6 +2,7 @@
 //! short lease (a conditional UPDATE, so two daemons never claim the same row), then marked sent
 //! or failed. Also the per-recipient facts the loop breakers need.
 
+use anyhow::Context;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -38,6 +39,61 @@ pub fn insert(conn: &mut Conn, n: &NewNotification) -> anyhow::Result<i64> {
         ))
         .execute(conn)?;
     Ok(id)
+}
+
+/// A notification whose mail is being composed elsewhere (`store::held`): written to the outbox
+/// once `data` gives the bytes, just before the transaction's COMMIT.
+pub struct Queued {
+    pub ticket_number: Option<i64>,
+    pub event: String,
+    pub recipient: String,
+    pub envelope_from: String,
+    pub message_id: String,
+    pub automatic: bool,
+    pub at: i64,
+    pub data: Box<dyn FnOnce() -> anyhow::Result<Vec<u8>>>,
+}
+
+/// The error of a held notification whose mail could not be composed: the transaction is rolled
+/// back and its caller may write it again composing as it goes, so that the failure lands on the
+/// one change that caused it.
+#[derive(Debug)]
+pub struct ComposeFailed;
+
+impl std::fmt::Display for ComposeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a notification could not be composed")
+    }
+}
+
+/// Queues a notification: held until COMMIT inside a write transaction (its mail composed
+/// meanwhile), written at once otherwise.
+pub fn queue(conn: &mut Conn, notification: Queued) -> anyhow::Result<()> {
+    match super::held::hold_notification(notification) {
+        Some(now) => write_queued(conn, now, false),
+        None => Ok(()),
+    }
+}
+
+/// Writes a held notification once its mail is composed.
+pub(super) fn insert_queued(conn: &mut Conn, queued: Queued) -> anyhow::Result<()> {
+    write_queued(conn, queued, true)
+}
+
+fn write_queued(conn: &mut Conn, queued: Queued, held: bool) -> anyhow::Result<()> {
+    let compose = queued.data;
+    let bytes = if held { compose().context(ComposeFailed)? } else { compose()? };
+    let row = NewNotification {
+        ticket_number: queued.ticket_number,
+        event: &queued.event,
+        recipient: &queued.recipient,
+        envelope_from: &queued.envelope_from,
+        message_id: &queued.message_id,
+        automatic: queued.automatic,
+        data: &bytes,
+        at: queued.at,
+    };
+    insert(conn, &row).map(|_| ())
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -164,12 +220,14 @@ pub fn by_message_id(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option
 
 /// Automatic mails queued for `recipient` since `since` (the loop breaker's count).
 pub fn automatic_since(conn: &mut Conn, recipient: &str, since: i64) -> anyhow::Result<i64> {
-    Ok(outbox::table
+    let written: i64 = outbox::table
         .filter(outbox::recipient.eq(recipient))
         .filter(outbox::automatic.eq(true))
         .filter(outbox::created_at.ge(since))
         .count()
-        .get_result(conn)?)
+        .get_result(conn)?;
+    let held = super::held::count_notifications(|n| n.automatic && n.recipient == recipient && n.at >= since);
+    Ok(written + held)
 }
 
 pub fn events_since(conn: &mut Conn, recipient: &str, event: &str, since: i64) -> anyhow::Result<i64> {
