@@ -94,6 +94,11 @@ pub fn queue(conn: &mut Conn, desk: &Desk, notice: Notice, now: i64) -> anyhow::
     let mut recipients = notice.recipients.clone();
     recipients.sort();
     recipients.dedup();
+    // Every recipient's mail carries the same References: the ticket's mails, read once.
+    let thread = match notice.ticket {
+        Some(t) => thread_references(conn, t.number)?,
+        None => Vec::new(),
+    };
     let mut queued = 0;
     for to in &recipients {
         if notice.actor == Some(to) {
@@ -103,13 +108,20 @@ pub fn queue(conn: &mut Conn, desk: &Desk, notice: Notice, now: i64) -> anyhow::
             tracing::info!(recipient = %to, event = notice.event, reason, "notification not sent");
             continue;
         }
-        queue_one(conn, desk, &notice, to, now)?;
+        queue_one(conn, desk, &notice, to, thread.clone(), now)?;
         queued += 1;
     }
     Ok(queued)
 }
 
-fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, now: i64) -> anyhow::Result<()> {
+fn queue_one(
+    conn: &mut Conn,
+    desk: &Desk,
+    notice: &Notice,
+    to: &EmailAddress,
+    mut references: Vec<String>,
+    now: i64,
+) -> anyhow::Result<()> {
     let settings = &desk.settings;
     let lang = desk.lang();
     let number = notice.ticket.map(|t| t.number);
@@ -138,10 +150,6 @@ fn queue_one(conn: &mut Conn, desk: &Desk, notice: &Notice, to: &EmailAddress, n
     }
     let token = notice.ticket.map(|t| desk.token.format(t.number)).unwrap_or_default();
     let mid = message_id::ours(number, &desk.secret, desk.id_domain());
-    let mut references = match number {
-        Some(n) => thread_references(conn, n)?,
-        None => Vec::new(),
-    };
     if let Some(irt) = &notice.in_reply_to {
         references.retain(|r| r != irt);
         references.push(irt.clone());
