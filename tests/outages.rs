@@ -503,7 +503,15 @@ async fn dovecot_stopped_twice_while_a_large_backlog_drains_loses_and_duplicates
     })
     .await;
     println!("drained and notified in {:.1} s", began.elapsed().as_secs_f64());
-    assert_eq!(stack.count(HELPDESK, "Processed").await, BACKLOG, "each mail moved once");
+    let moved = stack.count(HELPDESK, "Processed").await;
+    if moved != BACKLOG {
+        let logs = daemon.logs();
+        let tail: Vec<&str> = logs.lines().filter(|l| !l.contains("DEBUG")).collect();
+        println!("daemon log (without DEBUG):\n{}", tail[tail.len().saturating_sub(80)..].join("\n"));
+        println!("INBOX {} Processed {moved} status {}", stack.count(HELPDESK, "INBOX").await, cfg.status());
+        println!("{}", stack.dovecot_log().lines().rev().take(40).collect::<Vec<_>>().join("\n"));
+    }
+    assert_eq!(moved, BACKLOG, "each mail moved once");
     let db = stored(&cfg.database_url);
     db.assert_each_mail_once(&ids);
     db.assert_one_ticket_per_requester(BACKLOG);

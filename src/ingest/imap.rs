@@ -239,9 +239,8 @@ async fn sync_once(
 
     // Batches follow each other on this connection, each fetched while the one before is being
     // committed (fetching waits on Dovecot and the network, committing on the database) and
-    // parsed meanwhile on the other cores: at most two batches are in memory. A batch's
-    // transaction begins as soon as the one before has committed, while that one is being moved
-    // on the server; a batch is marked processed only once committed.
+    // parsed meanwhile on the other cores: at most two batches are in memory. A batch is marked
+    // processed only once committed.
     let mut rest: &[u32] = &uids;
     let mut in_flight: Option<Commit> = None;
     let mut fetched_all = true;
@@ -255,22 +254,19 @@ async fn sync_once(
             batches += 1;
             // Parsed while the batch before commits; written only after it (in UID order).
             let parsing = Parsing::start(app, mails);
-            let commit = Commit::start(app, name, holder, parsing, mailing, in_flight.as_mut());
-            if let Some(previous) = in_flight.replace(commit) {
+            if let Some(previous) = in_flight.take() {
                 previous.finish(session, m, can_move).await?;
             }
+            in_flight = Some(Commit::start(app, name, holder, parsing, mailing));
         }
         Ok(())
     }
     .await;
-    // Whatever happened to the fetch, the batch handed to the database is seen through; the
-    // first error is the one reported (the last batch's may only say that one before failed).
+    // Whatever happened to the fetch, the batch handed to the database is seen through.
     if let Some(last) = in_flight.take() {
-        let finished = last.finish(session, m, can_move).await;
-        result.and(finished)?;
-    } else {
-        result?;
+        last.finish(session, m, can_move).await?;
     }
+    result?;
     Ok(rest.is_empty() && fetched_all)
 }
 
@@ -313,39 +309,20 @@ impl Parsing {
     }
 }
 
-/// A parsed batch being written, once parsed and once the batch before it is, on a blocking
-/// thread.
+/// A parsed batch being written, once parsed, on a blocking thread.
 struct Commit {
     uids: Vec<u32>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    /// Told when this batch's transaction has ended (true: committed), for the next batch's.
-    ended: Option<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 impl Commit {
-    fn start(
-        app: &App,
-        name: &str,
-        holder: &str,
-        parsing: Parsing,
-        mailing: Mailing,
-        previous: Option<&mut Commit>,
-    ) -> Commit {
+    fn start(app: &App, name: &str, holder: &str, parsing: Parsing, mailing: Mailing) -> Commit {
         let Parsing { uids, task: parsed } = parsing;
         let max_uid = uids.iter().copied().max().map(i64::from).unwrap_or(0);
         let (app, name, holder) = (app.clone(), name.to_string(), holder.to_string());
-        let after = previous.and_then(|p| p.ended.take());
-        let (tell_next, ended) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let (bodies, prepared) = parsed.await.context("parsing task panicked")?;
-            // Commits stay in UID order (the cursor only moves forward); after a batch that was
-            // not committed, this one is not either: both are fetched again.
-            if let Some(after) = after
-                && !after.await.unwrap_or(false)
-            {
-                bail!("the batch before was not committed");
-            }
-            let committed = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 // The counters and the lease move in the batch's own transaction: a crash cannot
                 // commit the mails without them, and a duplicate (fetched again after a crash
                 // between commit and move, or a second copy) was counted when first ingested.
@@ -362,12 +339,9 @@ impl Commit {
                 Ok(())
             })
             .await
-            .context("ingest task panicked")
-            .and_then(|r| r);
-            let _ = tell_next.send(committed.is_ok());
-            committed
+            .context("ingest task panicked")?
         });
-        Commit { uids, task, ended: Some(ended) }
+        Commit { uids, task }
     }
 
     /// Waits for the commit, then — and only then — marks the mails processed on the server.

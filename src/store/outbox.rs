@@ -9,38 +9,6 @@ use serde::Serialize;
 use super::schema::{outbox, undeliverable};
 use super::{Conn, next_id};
 
-pub struct NewNotification<'a> {
-    pub ticket_number: Option<i64>,
-    pub event: &'a str,
-    pub recipient: &'a str,
-    /// '' for the null sender.
-    pub envelope_from: &'a str,
-    pub message_id: &'a str,
-    pub automatic: bool,
-    pub data: &'a [u8],
-    pub at: i64,
-}
-
-pub fn insert(conn: &mut Conn, n: &NewNotification) -> anyhow::Result<i64> {
-    let id = next_id(conn, "outbox")?;
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(id),
-            outbox::ticket_number.eq(n.ticket_number),
-            outbox::event.eq(n.event),
-            outbox::recipient.eq(n.recipient),
-            outbox::envelope_from.eq(n.envelope_from),
-            outbox::message_id.eq(n.message_id),
-            outbox::automatic.eq(n.automatic),
-            outbox::data.eq(n.data),
-            outbox::state.eq("pending"),
-            outbox::next_attempt_at.eq(n.at),
-            outbox::created_at.eq(n.at),
-        ))
-        .execute(conn)?;
-    Ok(id)
-}
-
 /// A notification whose mail is being composed elsewhere (`store::held`): written to the outbox
 /// once `data` gives the bytes, just before the transaction's COMMIT.
 pub struct Queued {
@@ -81,19 +49,25 @@ pub(super) fn insert_queued(conn: &mut Conn, queued: Queued) -> anyhow::Result<(
 }
 
 fn write_queued(conn: &mut Conn, queued: Queued, held: bool) -> anyhow::Result<()> {
-    let compose = queued.data;
-    let bytes = if held { compose().context(ComposeFailed)? } else { compose()? };
-    let row = NewNotification {
-        ticket_number: queued.ticket_number,
-        event: &queued.event,
-        recipient: &queued.recipient,
-        envelope_from: &queued.envelope_from,
-        message_id: &queued.message_id,
-        automatic: queued.automatic,
-        data: &bytes,
-        at: queued.at,
-    };
-    insert(conn, &row).map(|_| ())
+    let Queued { ticket_number, event, recipient, envelope_from, message_id, automatic, at, data } = queued;
+    let data = if held { data().context(ComposeFailed)? } else { data()? };
+    let id = next_id(conn, "outbox")?;
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::id.eq(id),
+            outbox::ticket_number.eq(ticket_number),
+            outbox::event.eq(&event),
+            outbox::recipient.eq(&recipient),
+            outbox::envelope_from.eq(&envelope_from),
+            outbox::message_id.eq(&message_id),
+            outbox::automatic.eq(automatic),
+            outbox::data.eq(&data),
+            outbox::state.eq("pending"),
+            outbox::next_attempt_at.eq(at),
+            outbox::created_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]
