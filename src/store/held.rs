@@ -19,7 +19,7 @@ thread_local! {
     /// `Some` inside a write transaction of this thread.
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
     /// False while a batch is written again with its notifications composed as it goes (one of
-    /// them could not be composed in the background: see `App::commit_batch_with`).
+    /// them could not be composed in the background: see `App::write_composing`).
     static HOLD_NOTIFICATIONS: Cell<bool> = const { Cell::new(true) };
 }
 
