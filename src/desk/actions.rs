@@ -94,6 +94,7 @@ pub fn store_message(
             &a.name,
             &a.content_type,
             &a.data,
+            &a.sha256,
             msg.raw_mail_id.zip(a.raw_span),
             a.content_id.as_deref(),
             a.inline,

@@ -72,7 +72,7 @@ fn to_attachment(part: &MessagePart<'_>) -> Option<Attachment> {
         && !part.is_encoding_problem)
         .then_some(RawSpan { start: part.offset_body as usize, end: part.offset_end as usize })
         .filter(|span| span.start < span.end);
-    Some(Attachment { name, content_type, data, content_id, inline, raw_span })
+    Some(Attachment::new(name, content_type, data, content_id, inline, raw_span))
 }
 
 /// The bytes of a file from the base64 body at `span` of `raw` (see [`RawSpan`]).

@@ -72,7 +72,7 @@ pub struct Mailbox {
     pub address: EmailAddress,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Attachment {
     /// Sanitised file name: no path, no control or bidi characters, never empty.
     pub name: String,
@@ -85,6 +85,24 @@ pub struct Attachment {
     /// Where the file lies base64-encoded in the raw mail, when it does: the store then keeps the
     /// raw mail's copy instead of a second one.
     pub raw_span: Option<RawSpan>,
+    /// SHA-256 of `data` in hex, the blob's key: computed with the parsing, on every core, rather
+    /// than in the write transaction.
+    pub sha256: String,
+}
+
+impl Attachment {
+    pub fn new(
+        name: String,
+        content_type: String,
+        data: Vec<u8>,
+        content_id: Option<String>,
+        inline: bool,
+        raw_span: Option<RawSpan>,
+    ) -> Attachment {
+        use sha2::Digest;
+        let sha256 = hex::encode(sha2::Sha256::digest(&data));
+        Attachment { name, content_type, data, content_id, inline, raw_span, sha256 }
+    }
 }
 
 /// A base64 body in the raw mail: bytes `[start, end)`.

@@ -189,9 +189,10 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
     Ok(id)
 }
 
-/// Stores the bytes once (content-addressed) and links them to the message. A mail's file that
-/// lies base64-encoded in its raw mail (`in_raw`: raw mail id and span) is not copied: the blob
-/// points into the raw mail, which is kept anyway (see [`blob_data`]).
+/// Stores the bytes once (content-addressed by `sha`, their SHA-256 in hex) and links them to the
+/// message. A mail's file that lies base64-encoded in its raw mail (`in_raw`: raw mail id and
+/// span) is not copied: the blob points into the raw mail, which is kept anyway (see
+/// [`blob_data`]).
 #[allow(clippy::too_many_arguments)]
 pub fn insert_attachment(
     conn: &mut Conn,
@@ -199,13 +200,12 @@ pub fn insert_attachment(
     name: &str,
     content_type: &str,
     data: &[u8],
+    sha: &str,
     in_raw: Option<(i64, RawSpan)>,
     content_id: Option<&str>,
     inline: bool,
 ) -> anyhow::Result<i64> {
-    use sha2::Digest;
-    let sha = hex::encode(sha2::Sha256::digest(data));
-    let known: Option<String> = blobs::table.find(&sha).select(blobs::sha256).get_result(conn).optional()?;
+    let known: Option<String> = blobs::table.find(sha).select(blobs::sha256).get_result(conn).optional()?;
     if known.is_none() {
         let (bytes, raw_mail, start, end) = match in_raw {
             Some((raw_id, span)) => (&[][..], Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
@@ -215,7 +215,7 @@ pub fn insert_attachment(
         // is not visible yet, and this insert waits for it; either copy will do.
         let insert = diesel::insert_into(blobs::table)
             .values((
-                blobs::sha256.eq(&sha),
+                blobs::sha256.eq(sha),
                 blobs::size.eq(data.len() as i64),
                 blobs::data.eq(bytes),
                 blobs::raw_mail_id.eq(raw_mail),
@@ -234,7 +234,7 @@ pub fn insert_attachment(
         .values((
             attachments::id.eq(id),
             attachments::message_id.eq(message_id),
-            attachments::blob_sha256.eq(&sha),
+            attachments::blob_sha256.eq(sha),
             attachments::name.eq(name),
             attachments::content_type.eq(content_type),
             attachments::size.eq(data.len() as i64),

@@ -68,14 +68,7 @@ pub async fn read(mut multipart: Multipart, limit: u64, lang: Lang) -> Result<Up
             if size > limit {
                 upload.too_large.push((name, size));
             } else if upload.files.len() < MAX_FILES {
-                upload.files.push(Attachment {
-                    name,
-                    content_type,
-                    data,
-                    content_id: None,
-                    inline: false,
-                    raw_span: None,
-                });
+                upload.files.push(Attachment::new(name, content_type, data, None, false, None));
             }
         } else {
             let text = field.text().await.map_err(|e| multipart_error(e, lang))?;
