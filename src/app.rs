@@ -95,9 +95,7 @@ impl App {
         }
         Ok(outcomes)
     }
-}
 
-impl App {
     /// Runs a write transaction that may queue notifications (`attempt`, called once or twice).
     /// Their mails are composed in the background and written at COMMIT; when one of them cannot
     /// be composed (a template an administrator broke, say), the whole transaction is rolled back

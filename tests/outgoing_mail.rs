@@ -117,6 +117,23 @@ async fn a_robot_writing_again_and_again_gets_at_most_the_rate_limit_of_automati
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_backlog_read_in_one_batch_gets_at_most_the_rate_limit_of_automatic_mail() {
+    // The mails are in the mailbox before the daemon starts: one IMAP batch, one transaction,
+    // whose acknowledgements are held until its COMMIT. The limit must count them all the same.
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "auto_reply_limit = { count = 3, hours = 3 }", "");
+    for i in 0..8 {
+        let m = mail("robot@customer.example", &format!("Alerte {i}"), &format!("burst{i}@customer.example"), "", "x");
+        stack.append(HELPDESK, "INBOX", &m).await;
+    }
+    let _daemon = cfg.start();
+    eventually(WAIT, "8 tickets", || (cfg.tickets().len() == 8).then_some(())).await;
+    eventually(WAIT, "the outbox sent", || (cfg.status()["outbox"]["pending"] == 0).then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.count("robot@customer.example", "INBOX").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postfix_down_notifications_wait_and_then_arrive_exactly_once() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");

@@ -85,7 +85,7 @@ pub(crate) fn holds_notifications() -> bool {
 
 /// Holds a notification (see `holds_notifications`); gives it back otherwise.
 pub(crate) fn hold_notification(notification: Queued) -> Option<Queued> {
-    if !HOLD_NOTIFICATIONS.get() {
+    if !holds_notifications() {
         return Some(notification);
     }
     HELD.with_borrow_mut(|h| match h {
@@ -104,10 +104,15 @@ pub(crate) fn count_notifications(f: impl Fn(&Queued) -> bool) -> i64 {
 
 /// Runs `f` with notifications composed as they are queued, not held.
 pub fn composing_as_it_goes<T>(f: impl FnOnce() -> T) -> T {
-    let before = HOLD_NOTIFICATIONS.replace(false);
-    let result = f();
-    HOLD_NOTIFICATIONS.set(before);
-    result
+    /// Gives the flag back even if `f` panics: the thread (a pooled one) goes on serving.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOLD_NOTIFICATIONS.set(self.0);
+        }
+    }
+    let _restore = Restore(HOLD_NOTIFICATIONS.replace(false));
+    f()
 }
 
 /// How much is held: a savepoint notes it at its start…
