@@ -41,11 +41,17 @@ impl App {
     /// Ingests one raw mail in its own transaction (pipe mode, `quarantine retry`, tests).
     pub fn ingest_one(&self, data: &[u8], source: &str) -> anyhow::Result<Outcome> {
         let desk = &self.desk;
-        let outcome = self.write_composing(|| {
-            self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))
-        })?;
+        let outcome = self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
         record_outcome_metrics(source, &outcome);
         Ok(outcome)
+    }
+
+    /// The mail an outbox row sends, composed as the sender composes it (`notify::pending`).
+    pub fn outbox_mail(&self, row: &store::outbox::OutboxRow) -> anyhow::Result<Vec<u8>> {
+        let renderer = &self.desk.renderer;
+        self.store
+            .read(|c| crate::notify::pending::mail_of(c, renderer, row))?
+            .map_err(|crate::notify::pending::CannotCompose(e)| anyhow::anyhow!("cannot compose the mail: {e}"))
     }
 
     /// Ingests a batch of mails in one transaction (each in its own savepoint).
@@ -68,24 +74,20 @@ impl App {
         prepared: PreparedBatch,
         source: &str,
         mailing: Mailing,
-        also: impl Fn(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
+        also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
         assert_eq!(mails.len(), prepared.mails.len(), "a batch is committed with its own preparation");
-        let started = prepared.started;
-        let mut prepared = Some(prepared);
-        let outcomes = self.write_composing(|| {
-            let prepared = prepared.take().unwrap_or_else(|| self.prepare_batch(mails));
-            self.store.write(|conn| {
-                let now = store::now();
-                let outcomes = mails
-                    .iter()
-                    .zip(prepared.mails)
-                    .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                also(conn, &outcomes)?;
-                Ok(outcomes)
-            })
+        let PreparedBatch { started, mails: prepared } = prepared;
+        let outcomes = self.store.write(|conn| {
+            let now = store::now();
+            let outcomes = mails
+                .iter()
+                .zip(prepared)
+                .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            also(conn, &outcomes)?;
+            Ok(outcomes)
         })?;
         // Parse-to-commit time of a batch: what a mail in it waited for, once fetched.
         metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
@@ -94,21 +96,6 @@ impl App {
             record_outcome_metrics(source, o);
         }
         Ok(outcomes)
-    }
-
-    /// Runs a write transaction that may queue notifications (`attempt`, called once or twice).
-    /// Their mails are composed in the background and written at COMMIT; when one of them cannot
-    /// be composed (a template an administrator broke, say), the whole transaction is rolled back
-    /// and written again composing as it goes, so that the failure lands on the one mail that
-    /// caused it (its savepoint: quarantine) rather than stopping the batch, again and again.
-    fn write_composing<T>(&self, mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        match attempt() {
-            Err(e) if e.downcast_ref::<store::outbox::ComposeFailed>().is_some() => {
-                tracing::warn!(error = %format!("{e:#}"), "a notification could not be composed: writing again, composing as it goes");
-                store::held::composing_as_it_goes(attempt)
-            }
-            other => other,
-        }
     }
 }
 

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use guichet::app::App;
 use guichet::config::Settings;
 use guichet::desk::inbound::Outcome;
+use guichet::store::outbox::OutboxRow;
 use guichet::store::schema::outbox;
 use guichet::store::tickets::TicketJson;
 
@@ -62,22 +63,18 @@ shared = true
         self.app.store.read(guichet::store::tickets::all_tickets).unwrap().len()
     }
 
-    /// (event, recipient, raw mail) of every queued notification, oldest first.
+    /// (event, recipient, mail as the sender composes it) of every queued notification, oldest first.
     fn outbox(&self) -> Vec<(String, String, String)> {
-        self.app
+        let rows: Vec<OutboxRow> = self
+            .app
             .store
-            .read(|c| {
-                Ok(outbox::table.order(outbox::id).select((outbox::event, outbox::recipient, outbox::data)).load::<(
-                    String,
-                    String,
-                    Vec<u8>,
-                )>(
-                    c
-                )?)
+            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
+            .unwrap();
+        rows.into_iter()
+            .map(|row| {
+                let mail = self.app.outbox_mail(&row).unwrap();
+                (row.event, row.recipient, String::from_utf8_lossy(&mail).into_owned())
             })
-            .unwrap()
-            .into_iter()
-            .map(|(e, r, d)| (e, r, String::from_utf8_lossy(&d).into_owned()))
             .collect()
     }
 
@@ -359,10 +356,11 @@ fn the_rate_limit_counts_the_mails_queued_earlier_in_the_same_batch() {
 }
 
 #[test]
-fn a_notification_that_cannot_be_composed_sends_its_own_mail_to_quarantine_and_the_batch_goes_on() {
+fn a_notification_that_cannot_be_rendered_fails_alone_and_the_mail_that_caused_it_is_kept() {
     // An administrator's template that fails for one requester (strict mode: an unknown
-    // variable). The batch's notifications are composed in the background; the failure shows at
-    // COMMIT, and the batch is written again so that only that mail goes to quarantine.
+    // variable). Notifications are rendered when they are sent: the three mails make three
+    // tickets, the two good acknowledgements are sent, and the bad one is marked failed on its
+    // ticket, where staff see it.
     let templates = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(templates.path().join("fr")).unwrap();
     std::fs::write(
@@ -378,16 +376,37 @@ fn a_notification_that_cannot_be_composed_sends_its_own_mail_to_quarantine_and_t
     let batch =
         vec![mail("one@customer.example", 1), mail("bad@customer.example", 2), mail("three@customer.example", 3)];
     let outcomes = d.app.ingest_batch(&batch, "test", guichet::desk::actions::Mailing::Send).unwrap();
-    assert!(matches!(outcomes[0], Outcome::Ticket { created: true, .. }), "{outcomes:?}");
-    assert!(matches!(outcomes[1], Outcome::Quarantined(_)), "{outcomes:?}");
-    assert!(matches!(outcomes[2], Outcome::Ticket { created: true, .. }), "{outcomes:?}");
-    assert_eq!(d.ticket_count(), 2);
-    for who in ["one@customer.example", "three@customer.example"] {
-        let acks = d.sent_to(who);
-        assert_eq!(acks.len(), 1, "{who} is acknowledged once");
-        assert!(header(&acks[0].1, "Subject").unwrap().contains("Recu : Panne"), "{}", acks[0].1);
+    for (i, o) in outcomes.iter().enumerate() {
+        assert_eq!(*o, Outcome::Ticket { number: i as i64 + 1, created: true }, "{outcomes:?}");
     }
-    assert!(d.sent_to("bad@customer.example").is_empty());
+
+    // The sender (file transport) sends what it can compose.
+    let sent = tempfile::tempdir().unwrap();
+    let transport = std::sync::Arc::new(guichet::notify::sender::Transport::File(sent.path().to_path_buf()));
+    let (_stop, mut shutdown) = guichet::app::Shutdown::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    while runtime.block_on(guichet::notify::sender::send_due(&d.app, &transport, &mut shutdown)).unwrap() > 0 {}
+    let files: Vec<String> = std::fs::read_dir(sent.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|m| m.contains("Auto-Submitted: auto-replied"))
+        .collect();
+    assert_eq!(files.len(), 2, "two acknowledgements written");
+    for who in ["one@customer.example", "three@customer.example"] {
+        let ack = files.iter().find(|m| header(m, "To") == Some(who)).unwrap_or_else(|| panic!("{who} acknowledged"));
+        assert!(header(ack, "Subject").unwrap().contains("Recu : Panne"), "{ack}");
+    }
+    let rows: Vec<OutboxRow> = d
+        .app
+        .store
+        .read(|c| Ok(outbox::table.filter(outbox::recipient.eq("bad@customer.example")).select(OutboxRow::as_select()).load(c)?))
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "failed");
+    let error = rows[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("cannot compose the mail") && error.contains("no_such_variable"), "{error}");
+    let events: Vec<String> = d.ticket(2).messages.unwrap().into_iter().map(|m| m.text).collect();
+    assert!(events.iter().any(|t| t.contains("bad@customer.example") && t.contains("refusée")), "{events:?}");
 }
 
 #[test]

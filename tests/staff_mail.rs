@@ -85,12 +85,26 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
         cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["from"] == COLLEAGUE))
     })
     .await;
-    // ...and the next staff answer reaches both.
-    let second = mail(STAFF, "Re: [Ticket #1] Accès refusé", "a2@example.com", "", "Débloqué pour vous deux.");
-    stack.smtp_send(STAFF, &[HELPDESK], &second).await.expect("accepted");
+    // ...and the next staff answer reaches both, with its file (read back from the database
+    // when the notification is composed, at sending time).
+    let file: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &file);
+    let lines: Vec<&str> = encoded.as_bytes().chunks(76).map(|l| std::str::from_utf8(l).unwrap()).collect();
+    let second = format!(
+        "From: {STAFF}\r\nTo: {HELPDESK}\r\nSubject: Re: [Ticket #1] Acces refuse\r\nMessage-ID: <a2@example.com>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"sep\"\r\n\r\n\
+         --sep\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDebloque pour vous deux, la procedure est jointe.\r\n\
+         --sep\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"procedure.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--sep--\r\n",
+        lines.join("\r\n")
+    );
+    stack.smtp_send(STAFF, &[HELPDESK], second.as_bytes()).await.expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 3, WAIT).await;
     let c = stack.wait_for_messages(COLLEAGUE, "INBOX", 4, WAIT).await;
-    assert!(c.iter().any(|m| text_of(m).contains("vous deux")));
+    let answer = c.iter().find(|m| text_of(m).contains("vous deux")).expect("the second answer arrives");
+    let parsed = mail_parser::MessageParser::default().parse(&answer[..]).unwrap();
+    let relayed_file = parsed.attachments().find(|a| mail_parser::MimeHeaders::attachment_name(*a) == Some("procedure.pdf"));
+    assert_eq!(relayed_file.map(|a| a.contents().to_vec()), Some(file), "the file is relayed as it was sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,8 +42,8 @@ pub enum Mailing {
 pub struct Stored {
     pub message_id: i64,
     pub refused: Vec<RefusedAttachment>,
-    /// The accepted files, for relaying.
-    pub files: Vec<(String, String, Vec<u8>)>,
+    /// The accepted files, for relaying: name, content type, SHA-256.
+    pub files: Vec<(String, String, String)>,
 }
 
 /// Stores a message and its attachments; files over the limit are refused and recorded.
@@ -100,7 +100,7 @@ pub fn store_message(
             a.inline,
         )?;
         if !a.inline {
-            files.push((a.name.clone(), a.content_type.clone(), a.data.clone()));
+            files.push((a.name.clone(), a.content_type.clone(), a.sha256.clone()));
         }
     }
     Ok(Stored { message_id, refused, files })
@@ -339,7 +339,7 @@ pub fn staff_reply(
         relay.actor = Some(&actor.address);
         relay.from_name = Some(display_name_only(actor));
         relay.extra = json!({ "body": msg.text, "author": display_name_only(actor) });
-        relay.attachments = stored.map(|s| s.files).unwrap_or_default();
+        relay.files = stored.map(|s| s.files).unwrap_or_default();
         queue(conn, desk, relay, at)?;
     } else if let Some(s) = status_changed {
         status_notice(conn, desk, &ticket, s, &actor.address, None, at)?;

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 
 use super::Desk;
 use crate::domain::EmailAddress;
-use crate::notify::compose::{OutgoingMail, compose, shorten_subject};
+use crate::notify::message_id;
+use crate::notify::pending::PendingMail;
 pub use crate::notify::render::human_size;
-use crate::notify::{message_id, pool};
 use crate::store::tickets::{TicketRow, add_thread_id, thread_references};
-use crate::store::{Conn, held, outbox};
+use crate::store::{Conn, outbox};
 
 /// How a notification counts for the loop breakers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,8 @@ pub struct Notice<'a> {
     pub in_reply_to: Option<String>,
     /// Display name shown before the helpdesk's ("Alice via Support").
     pub from_name: Option<String>,
-    pub attachments: Vec<(String, String, Vec<u8>)>,
+    /// Stored files sent along: name, content type, SHA-256 (`store::tickets::blob_data`).
+    pub files: Vec<(String, String, String)>,
     /// Automatic error mails go out with the null envelope sender.
     pub null_sender: bool,
 }
@@ -54,7 +55,7 @@ impl<'a> Notice<'a> {
             extra: json!({}),
             in_reply_to: None,
             from_name: None,
-            attachments: Vec::new(),
+            files: Vec::new(),
             null_sender: false,
         }
     }
@@ -89,7 +90,7 @@ fn skip_reason(
     Ok(None)
 }
 
-/// Renders and queues one mail per eligible recipient; returns how many were queued.
+/// Queues one mail per eligible recipient (rendered when sent: `notify::pending`); returns how many were queued.
 pub fn queue(conn: &mut Conn, desk: &Desk, notice: Notice, now: i64) -> anyhow::Result<usize> {
     let mut recipients = notice.recipients.clone();
     recipients.sort();
@@ -164,48 +165,33 @@ fn queue_one(
         Some(person) => format!("{person} via {}", settings.helpdesk.name),
         None => settings.helpdesk.name.clone(),
     };
-    let mut mail = OutgoingMail {
+    let pending = PendingMail {
+        lang: lang.to_string(),
+        event: notice.event.to_string(),
+        ctx,
+        token,
         from_name,
         from_address: desk.helpdesk.to_string(),
         to: vec![to.to_string()],
-        subject: String::new(),
         message_id: mid.clone(),
         in_reply_to,
         references,
-        auto_submitted,
+        auto_submitted: auto_submitted.map(str::to_string),
         loop_id: loop_id(desk),
-        text: String::new(),
-        html: None,
-        attachments: notice.attachments.clone(),
-    };
-    // Rendering and composing need nothing from the database: done on the compose pool while
-    // the transaction goes on (held until its COMMIT), or here outside one.
-    let (renderer, lang, event) = (desk.renderer.clone(), lang.to_string(), notice.event);
-    let compose_mail = move || {
-        let rendered = renderer.render(&lang, event, &ctx)?;
-        mail.subject = shorten_subject(&rendered.subject, &token, 150);
-        mail.text = rendered.text;
-        mail.html = Some(rendered.html);
-        compose(&mail)
-    };
-    let data: Box<dyn FnOnce() -> anyhow::Result<Vec<u8>>> = if held::holds_notifications() {
-        let composing = pool::start(compose_mail);
-        Box::new(move || composing.wait())
-    } else {
-        Box::new(compose_mail)
+        files: notice.files.clone(),
     };
     let envelope_from = if notice.null_sender { String::new() } else { desk.helpdesk.to_string() };
     outbox::queue(
         conn,
-        outbox::Queued {
+        &outbox::Queued {
             ticket_number: number,
-            event: notice.event.to_string(),
-            recipient: to.as_str().to_string(),
-            envelope_from,
-            message_id: mid.clone(),
+            event: notice.event,
+            recipient: to.as_str(),
+            envelope_from: &envelope_from,
+            message_id: &mid,
             automatic: matches!(notice.kind, Kind::Acknowledgement | Kind::Automatic),
             at: now,
-            data,
+            spec: &pending.to_json(),
         },
     )?;
     if let Some(n) = number {

@@ -22,7 +22,7 @@ const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitte
 const X_AUTO_RESPONSE_SUPPRESS: HeaderName = HeaderName::new_from_ascii_str("X-Auto-Response-Suppress");
 const X_GUICHET_LOOP: HeaderName = HeaderName::new_from_ascii_str("X-Guichet-Loop");
 /// RFC 3834 values; `no` is the absence of the header.
-const AUTO_SUBMITTED_VALUES: &[&str] = &["auto-replied", "auto-generated", "auto-notified"];
+pub const AUTO_SUBMITTED_VALUES: &[&str] = &["auto-replied", "auto-generated", "auto-notified"];
 
 /// Everything a notification mail is made of, decided by the caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -2,6 +2,6 @@
 
 pub mod compose;
 pub mod message_id;
-pub mod pool;
+pub mod pending;
 pub mod render;
 pub mod sender;

@@ -1,7 +1,8 @@
 //! The outbox worker: claims due notifications, sends them by SMTP (or writes .eml files),
 //! retries temporary failures with exponential backoff and jitter, and records permanent
-//! refusals on the ticket. The bytes and Message-ID were fixed when the mail was queued, so a
-//! retry sends the very same mail.
+//! refusals on the ticket. Each mail is composed from its description just before it is sent
+//! (`notify::pending`); its Message-ID and content were fixed when it was queued, so a retry sends
+//! the same mail.
 //!
 //! Outages: an SMTP attempt has a deadline (a server that accepts the connection and then stays
 //! silent would otherwise hold the worker forever), and the outcome of a send is written down
@@ -22,6 +23,8 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use crate::app::{App, Shutdown};
 use crate::config::{Smtp, SmtpTransport, TlsMode};
 use crate::desk::actions::record_event;
+use crate::notify::pending::{self, CannotCompose};
+use crate::notify::render::Renderer;
 use crate::store::outbox::{self, OutboxRow};
 use crate::store::{self, tickets};
 
@@ -212,15 +215,20 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
     if count == 0 {
         return Ok(0);
     }
+    let renderer = app.desk.renderer.clone();
+    let rows = app.store.run(move |s| s.read(|c| compose_all(c, &renderer, rows))).await?;
     let (finished, mut results) = tokio::sync::mpsc::unbounded_channel();
     let transport = transport.clone();
     let sending = tokio::spawn(
         futures::stream::iter(rows)
-            .map(move |row| {
+            .map(move |(row, composed)| {
                 let t = transport.clone();
                 async move {
                     let start = Instant::now();
-                    let attempt = t.send(&row).await;
+                    let attempt = match composed {
+                        Ok(()) => t.send(&row).await,
+                        Err(CannotCompose(e)) => Attempt::Permanent(format!("cannot compose the mail: {e}")),
+                    };
                     (row, attempt, start.elapsed())
                 }
             })
@@ -240,6 +248,21 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
         record(app, done, shutdown).await?;
     }
     Ok(count)
+}
+
+/// Gives each claimed row its mail's bytes (`notify::pending`). A database error fails the round
+/// (the claims expire and the rows are tried again); a mail that cannot be composed fails alone.
+fn compose_all(
+    conn: &mut store::Conn,
+    renderer: &Renderer,
+    rows: Vec<OutboxRow>,
+) -> anyhow::Result<Vec<(OutboxRow, Result<(), CannotCompose>)>> {
+    rows.into_iter()
+        .map(|mut row| {
+            let composed = pending::mail_of(conn, renderer, &row)?.map(|bytes| row.data = bytes);
+            Ok((row, composed))
+        })
+        .collect()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -286,6 +286,70 @@ fn clean_text(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// mail-parser's base64 decoder is patched (vendor/mail-parser/PATCH.md): whatever the line
+    /// shapes, an attachment decodes to what the `base64` crate makes of the same text.
+    #[test]
+    fn base64_bodies_decode_as_the_base64_crate_does() {
+        use base64::Engine as _;
+        let mut seed = 7u32;
+        let mut bytes = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    (seed >> 16) as u8
+                })
+                .collect()
+        };
+        // Each shape turns the base64 text into the body's lines.
+        type Shape = fn(&str) -> String;
+        let wrap = |text: &str, width: usize, eol: &str| -> String {
+            text.as_bytes().chunks(width).map(|l| std::str::from_utf8(l).unwrap()).collect::<Vec<_>>().join(eol)
+        };
+        let shapes: [(&str, Shape); 6] = [
+            ("76 CRLF", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + "\r\n").collect()),
+            ("76 LF", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + "\n").collect()),
+            ("70, groups across lines", |t| t.as_bytes().chunks(70).map(|l| String::from_utf8_lossy(l) + "\r\n").collect()),
+            ("trailing spaces", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + " \r\n").collect()),
+            ("one odd line midway", |t| {
+                t.as_bytes()
+                    .chunks(76)
+                    .enumerate()
+                    .map(|(i, l)| {
+                        let l = String::from_utf8_lossy(l);
+                        if i == 3 && l.len() > 8 { format!("{} {}\r\n", &l[..8], &l[8..]) } else { format!("{l}\r\n") }
+                    })
+                    .collect()
+            }),
+            ("one line", |t| format!("{t}\r\n")),
+        ];
+        for len in [0, 1, 2, 3, 56, 57, 58, 300, 4095, 20_000] {
+            let data = bytes(len);
+            let text = base64::engine::general_purpose::STANDARD.encode(&data);
+            for (name, shape) in &shapes {
+                let body = shape(&text);
+                let raw = format!(
+                    "From: a@customer.example\r\nTo: support@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+                     Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                     --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"f.bin\"\r\n\
+                     Content-Transfer-Encoding: base64\r\n\r\n{body}--b--\r\n"
+                );
+                let mail = parse(raw.as_bytes()).unwrap();
+                let files: Vec<_> = mail.attachments.iter().filter(|a| a.name == "f.bin").collect();
+                assert_eq!(files.len(), 1, "{len} bytes, {name}");
+                assert!(files[0].data == data, "{len} bytes, {name}: decoded differently");
+            }
+            // A whole mail in base64, its last line without a newline.
+            let raw = format!(
+                "From: a@customer.example\r\nSubject: s\r\nContent-Type: application/pdf; name=\"g.pdf\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}",
+                wrap(&text, 76, "\r\n")
+            );
+            let mail = parse(raw.as_bytes()).unwrap();
+            let decoded = mail.attachments.iter().find(|a| a.name == "g.pdf").map(|a| a.data.clone()).unwrap_or_default();
+            assert!(decoded == data, "{len} bytes as a single part");
+        }
+    }
+
     #[test]
     fn bytes_without_a_header_block_are_not_mail() {
         for raw in [&b""[..], b" \r\n\t", b"Hello, this is a note.\n", b": no name\n\n", b"\x00\x01\x02garbage"] {

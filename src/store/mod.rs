@@ -81,7 +81,7 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         // mmap_size: reads go through the OS page cache without a system call per page (the web
         // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view").
         conn.batch_execute(
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
+            "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
         )
         .map_err(diesel::r2d2::Error::QueryError)?;
         if self.checkpoints == Checkpoints::Background {

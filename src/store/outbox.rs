@@ -2,69 +2,41 @@
 //! short lease (a conditional UPDATE, so two daemons never claim the same row), then marked sent
 //! or failed. Also the per-recipient facts the loop breakers need.
 
-use anyhow::Context;
 use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::{outbox, undeliverable};
 use super::{Conn, next_id};
 
-/// A notification whose mail is being composed elsewhere (`store::held`): written to the outbox
-/// once `data` gives the bytes, just before the transaction's COMMIT.
-pub struct Queued {
+/// A notification to queue. Its mail is described (`spec`: `notify::pending::PendingMail`), not
+/// yet composed: the sender composes it when it sends it.
+pub struct Queued<'a> {
     pub ticket_number: Option<i64>,
-    pub event: String,
-    pub recipient: String,
-    pub envelope_from: String,
-    pub message_id: String,
+    pub event: &'a str,
+    pub recipient: &'a str,
+    pub envelope_from: &'a str,
+    pub message_id: &'a str,
     pub automatic: bool,
     pub at: i64,
-    pub data: Box<dyn FnOnce() -> anyhow::Result<Vec<u8>>>,
+    pub spec: &'a str,
 }
 
-/// The error of a held notification whose mail could not be composed: the transaction is rolled
-/// back and its caller may write it again composing as it goes, so that the failure lands on the
-/// one change that caused it.
-#[derive(Debug)]
-pub struct ComposeFailed;
-
-impl std::fmt::Display for ComposeFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a notification could not be composed")
-    }
-}
-
-/// Queues a notification: held until COMMIT inside a write transaction (its mail composed
-/// meanwhile), written at once otherwise.
-pub fn queue(conn: &mut Conn, notification: Queued) -> anyhow::Result<()> {
-    match super::held::hold_notification(notification) {
-        Some(now) => write_queued(conn, now, false),
-        None => Ok(()),
-    }
-}
-
-/// Writes a held notification once its mail is composed.
-pub(super) fn insert_queued(conn: &mut Conn, queued: Queued) -> anyhow::Result<()> {
-    write_queued(conn, queued, true)
-}
-
-fn write_queued(conn: &mut Conn, queued: Queued, held: bool) -> anyhow::Result<()> {
-    let Queued { ticket_number, event, recipient, envelope_from, message_id, automatic, at, data } = queued;
-    let data = if held { data().context(ComposeFailed)? } else { data()? };
+pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
     let id = next_id(conn, "outbox")?;
     diesel::insert_into(outbox::table)
         .values((
             outbox::id.eq(id),
-            outbox::ticket_number.eq(ticket_number),
-            outbox::event.eq(&event),
-            outbox::recipient.eq(&recipient),
-            outbox::envelope_from.eq(&envelope_from),
-            outbox::message_id.eq(&message_id),
-            outbox::automatic.eq(automatic),
-            outbox::data.eq(&data),
+            outbox::ticket_number.eq(queued.ticket_number),
+            outbox::event.eq(queued.event),
+            outbox::recipient.eq(queued.recipient),
+            outbox::envelope_from.eq(queued.envelope_from),
+            outbox::message_id.eq(queued.message_id),
+            outbox::automatic.eq(queued.automatic),
+            outbox::data.eq(&[][..]),
+            outbox::spec.eq(queued.spec),
             outbox::state.eq("pending"),
-            outbox::next_attempt_at.eq(at),
-            outbox::created_at.eq(at),
+            outbox::next_attempt_at.eq(queued.at),
+            outbox::created_at.eq(queued.at),
         ))
         .execute(conn)?;
     Ok(())
@@ -80,6 +52,8 @@ pub struct OutboxRow {
     pub envelope_from: String,
     pub message_id: String,
     pub automatic: bool,
+    /// The mail's bytes: empty until the sender composes them from `spec` (kept as they are
+    /// for rows queued before descriptions existed, which have no `spec`).
     pub data: Vec<u8>,
     pub state: String,
     pub attempts: i32,
@@ -88,6 +62,7 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    pub spec: Option<String>,
 }
 
 /// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
@@ -194,14 +169,12 @@ pub fn by_message_id(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option
 
 /// Automatic mails queued for `recipient` since `since` (the loop breaker's count).
 pub fn automatic_since(conn: &mut Conn, recipient: &str, since: i64) -> anyhow::Result<i64> {
-    let written: i64 = outbox::table
+    Ok(outbox::table
         .filter(outbox::recipient.eq(recipient))
         .filter(outbox::automatic.eq(true))
         .filter(outbox::created_at.ge(since))
         .count()
-        .get_result(conn)?;
-    let held = super::held::count_notifications(|n| n.automatic && n.recipient == recipient && n.at >= since);
-    Ok(written + held)
+        .get_result(conn)?)
 }
 
 pub fn events_since(conn: &mut Conn, recipient: &str, event: &str, since: i64) -> anyhow::Result<i64> {

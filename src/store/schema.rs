@@ -98,6 +98,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> BigInt,
         sent_at -> Nullable<BigInt>,
+        spec -> Nullable<Text>,
     }
 }
 

@@ -141,9 +141,19 @@ impl TestApp {
         self._dir.path().join("guichet.toml")
     }
 
-    /// Every outbox row, oldest first.
+    /// Every outbox row, oldest first, its mail composed (`data`) as the sender would send it.
     pub fn outbox(&self) -> Vec<OutboxRow> {
-        self.app.store.read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?)).unwrap()
+        let rows: Vec<OutboxRow> = self
+            .app
+            .store
+            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
+            .unwrap();
+        rows.into_iter()
+            .map(|mut row| {
+                row.data = self.app.outbox_mail(&row).unwrap();
+                row
+            })
+            .collect()
     }
 
     pub fn outbox_for(&self, recipient: &str, event: &str) -> Vec<OutboxRow> {
