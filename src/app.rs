@@ -41,7 +41,8 @@ impl App {
     /// Ingests one raw mail in its own transaction (pipe mode, `quarantine retry`, tests).
     pub fn ingest_one(&self, data: &[u8], source: &str) -> anyhow::Result<Outcome> {
         let desk = &self.desk;
-        let outcome = self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
+        let outcome =
+            self.store.write(|conn| inbound::ingest(conn, desk, data, source, Mailing::Send, store::now()))?;
         record_outcome_metrics(source, &outcome);
         Ok(outcome)
     }

@@ -399,7 +399,12 @@ fn a_notification_that_cannot_be_rendered_fails_alone_and_the_mail_that_caused_i
     let rows: Vec<OutboxRow> = d
         .app
         .store
-        .read(|c| Ok(outbox::table.filter(outbox::recipient.eq("bad@customer.example")).select(OutboxRow::as_select()).load(c)?))
+        .read(|c| {
+            Ok(outbox::table
+                .filter(outbox::recipient.eq("bad@customer.example"))
+                .select(OutboxRow::as_select())
+                .load(c)?)
+        })
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, "failed");

@@ -103,7 +103,8 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
     let c = stack.wait_for_messages(COLLEAGUE, "INBOX", 4, WAIT).await;
     let answer = c.iter().find(|m| text_of(m).contains("vous deux")).expect("the second answer arrives");
     let parsed = mail_parser::MessageParser::default().parse(&answer[..]).unwrap();
-    let relayed_file = parsed.attachments().find(|a| mail_parser::MimeHeaders::attachment_name(*a) == Some("procedure.pdf"));
+    let relayed_file =
+        parsed.attachments().find(|a| mail_parser::MimeHeaders::attachment_name(*a) == Some("procedure.pdf"));
     assert_eq!(relayed_file.map(|a| a.contents().to_vec()), Some(file), "the file is relayed as it was sent");
 }
 

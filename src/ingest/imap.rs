@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_imap::Session;
@@ -247,17 +247,26 @@ async fn sync_once(
     let mut batches = 0;
     let result: anyhow::Result<()> = async {
         while !rest.is_empty() && batches < BATCHES_PER_ROUND && !shutdown.is_set() {
+            let fetching = Instant::now();
             let batch = next_batch(session, rest, m.batch_size as usize).await?;
             let mails = fetch_bodies(session, &batch).await?;
+            let fetch_ms = fetching.elapsed().as_millis();
             fetched_all &= mails.len() == batch.len();
             rest = &rest[batch.len()..];
             batches += 1;
             // Parsed while the batch before commits; written only after it (in UID order).
             let parsing = Parsing::start(app, mails);
-            if let Some(previous) = in_flight.take() {
-                previous.finish(session, m, can_move).await?;
-            }
+            tracing::debug!(mailbox = %m.display_name(), count = batch.len(), fetch_ms, "batch fetched");
+            // The batch before is moved on the server while this one is written: the writer,
+            // the one thread every batch goes through, need not wait for the MOVE.
+            let previous = match in_flight.take() {
+                Some(previous) => Some(previous.committed().await?),
+                None => None,
+            };
             in_flight = Some(Commit::start(app, name, holder, parsing, mailing));
+            if let Some(previous) = previous {
+                previous.mark_processed(session, m, can_move).await?;
+            }
         }
         Ok(())
     }
@@ -271,7 +280,7 @@ async fn sync_once(
 }
 
 /// Batches fetched in one round before the mailbox is searched again (and the lease checked).
-const BATCHES_PER_ROUND: usize = 8;
+const BATCHES_PER_ROUND: usize = 64;
 
 /// The next UIDs to fetch: at most `batch_size` mails and BATCH_BYTES (one mail at least).
 async fn next_batch(session: &mut ImapSession, uids: &[u32], batch_size: usize) -> anyhow::Result<Vec<u32>> {
@@ -302,7 +311,9 @@ impl Parsing {
         let bodies: Vec<Vec<u8>> = mails.into_values().collect();
         let app = app.clone();
         let task = tokio::task::spawn_blocking(move || {
+            let parsing = Instant::now();
             let prepared = app.prepare_batch(&bodies);
+            tracing::debug!(count = bodies.len(), parse_ms = parsing.elapsed().as_millis(), "batch parsed");
             (bodies, prepared)
         });
         Parsing { uids, task }
@@ -323,6 +334,7 @@ impl Commit {
         let task = tokio::spawn(async move {
             let (bodies, prepared) = parsed.await.context("parsing task panicked")?;
             tokio::task::spawn_blocking(move || {
+                let writing = Instant::now();
                 // The counters and the lease move in the batch's own transaction: a crash cannot
                 // commit the mails without them, and a duplicate (fetched again after a crash
                 // between commit and move, or a second copy) was counted when first ingested.
@@ -336,6 +348,8 @@ impl Commit {
                     let ingested = outcomes.len() as i64 - quarantined - duplicates;
                     mailboxes::advance(c, &name, max_uid, ingested, quarantined)
                 })?;
+                // From the wait for the checkpointer's turn to the end of COMMIT.
+                tracing::debug!(count = bodies.len(), write_ms = writing.elapsed().as_millis(), "batch written");
                 Ok(())
             })
             .await
@@ -346,9 +360,34 @@ impl Commit {
 
     /// Waits for the commit, then — and only then — marks the mails processed on the server.
     async fn finish(self, session: &mut ImapSession, m: &MailboxSettings, can_move: bool) -> anyhow::Result<()> {
+        self.committed().await?.mark_processed(session, m, can_move).await
+    }
+
+    /// Waits for the commit.
+    async fn committed(self) -> anyhow::Result<Committed> {
+        let waiting = Instant::now();
         self.task.await.context("ingest task panicked")??;
-        tracing::debug!(mailbox = %m.display_name(), count = self.uids.len(), "batch committed");
-        mark_processed(session, m, &self.uids, can_move).await
+        tracing::debug!(count = self.uids.len(), wait_ms = waiting.elapsed().as_millis(), "batch committed");
+        Ok(Committed { uids: self.uids })
+    }
+}
+
+/// A batch whose transaction committed: its mails may be marked processed.
+struct Committed {
+    uids: Vec<u32>,
+}
+
+impl Committed {
+    async fn mark_processed(
+        self,
+        session: &mut ImapSession,
+        m: &MailboxSettings,
+        can_move: bool,
+    ) -> anyhow::Result<()> {
+        let moving = Instant::now();
+        mark_processed(session, m, &self.uids, can_move).await?;
+        tracing::debug!(mailbox = %m.display_name(), count = self.uids.len(), move_ms = moving.elapsed().as_millis(), "batch marked processed");
+        Ok(())
     }
 }
 

@@ -168,7 +168,7 @@ fn message_id_or_skip(raw: &str) -> Option<String> {
 }
 
 /// The first reference and the most recent ones, at most [`MAX_REFERENCES`].
-fn capped(mut references: Vec<String>) -> Vec<String> {
+pub fn capped(mut references: Vec<String>) -> Vec<String> {
     if references.len() > MAX_REFERENCES {
         references.drain(1..references.len() - (MAX_REFERENCES - 1));
     }

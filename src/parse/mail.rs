@@ -308,7 +308,9 @@ mod tests {
         let shapes: [(&str, Shape); 6] = [
             ("76 CRLF", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + "\r\n").collect()),
             ("76 LF", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + "\n").collect()),
-            ("70, groups across lines", |t| t.as_bytes().chunks(70).map(|l| String::from_utf8_lossy(l) + "\r\n").collect()),
+            ("70, groups across lines", |t| {
+                t.as_bytes().chunks(70).map(|l| String::from_utf8_lossy(l) + "\r\n").collect()
+            }),
             ("trailing spaces", |t| t.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l) + " \r\n").collect()),
             ("one odd line midway", |t| {
                 t.as_bytes()
@@ -345,7 +347,8 @@ mod tests {
                 wrap(&text, 76, "\r\n")
             );
             let mail = parse(raw.as_bytes()).unwrap();
-            let decoded = mail.attachments.iter().find(|a| a.name == "g.pdf").map(|a| a.data.clone()).unwrap_or_default();
+            let decoded =
+                mail.attachments.iter().find(|a| a.name == "g.pdf").map(|a| a.data.clone()).unwrap_or_default();
             assert!(decoded == data, "{len} bytes as a single part");
         }
     }

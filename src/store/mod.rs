@@ -95,11 +95,12 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// The daemon's writers and its checkpointer take turns. After each commit the checkpointer copies
-/// the log into the database; a writer that begins meanwhile waits for it. SQLite then starts the
-/// log over from its beginning at the next write transaction (nothing left to copy, no reader in
-/// it) instead of appending to it: a log that keeps growing costs the kernel new blocks and
-/// fresh zeroed pages at every write (measured: 2.8 → 2.2 ms of CPU per ingested mail, see
-/// BENCHMARKS.md, "Fourth round").
+/// the log into the database. Once the log holds LOG_LIMIT bytes, a writer that begins while a
+/// checkpoint runs waits for it: SQLite then starts the log over from its beginning at that write
+/// transaction (nothing left to copy, no reader in it) instead of appending to it. A log that
+/// keeps growing costs the kernel new blocks and fresh zeroed pages at every write (measured: 2.8
+/// → 2.2 ms of CPU per ingested mail, see BENCHMARKS.md, "Fourth round"); waiting at every
+/// commit put the checkpoint's 20–40 ms on the path of every batch ("Fifth round").
 #[derive(Default)]
 struct CheckpointTurns {
     state: std::sync::Mutex<TurnState>,
@@ -114,7 +115,13 @@ struct TurnState {
     running: bool,
     /// The store is gone: the checkpointer stops.
     closed: bool,
+    /// The log's length as the last checkpoint found it (0 once a writer waited for a checkpoint:
+    /// the log starts over).
+    log_bytes: u64,
 }
+
+/// See [`CheckpointTurns`]: a few ingest batches.
+const LOG_LIMIT: u64 = 64 << 20;
 
 impl CheckpointTurns {
     fn lock(&self) -> std::sync::MutexGuard<'_, TurnState> {
@@ -124,9 +131,13 @@ impl CheckpointTurns {
     /// Before a write transaction begins.
     fn wait_for_checkpoint(&self) {
         let mut state = self.lock();
+        if state.log_bytes < LOG_LIMIT {
+            return;
+        }
         while state.running {
             state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        state.log_bytes = 0;
     }
 
     fn committed(&self) {
@@ -149,8 +160,12 @@ impl CheckpointTurns {
         true
     }
 
-    fn checkpoint_done(&self) {
-        self.lock().running = false;
+    fn checkpoint_done(&self, log_bytes: Option<u64>) {
+        let mut state = self.lock();
+        state.running = false;
+        if let Some(bytes) = log_bytes {
+            state.log_bytes = bytes;
+        }
         self.changed.notify_all();
     }
 }
@@ -170,14 +185,34 @@ impl Drop for CheckpointerHandle {
 /// PASSIVE: never waits for readers or other processes' writers; what it cannot copy now it
 /// copies next time.
 fn spawn_checkpointer(path: std::path::PathBuf, turns: std::sync::Arc<CheckpointTurns>) -> anyhow::Result<()> {
+    use diesel::sql_types::Integer;
+    /// What `PRAGMA wal_checkpoint` answers.
+    #[derive(QueryableByName)]
+    struct Checkpointed {
+        #[diesel(sql_type = Integer)]
+        log: i32,
+    }
+    #[derive(QueryableByName)]
+    struct PageSize {
+        #[diesel(sql_type = Integer)]
+        page_size: i32,
+    }
     let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
     conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA synchronous = FULL;")?;
+    let page_size = diesel::sql_query("PRAGMA page_size").get_result::<PageSize>(&mut conn)?.page_size;
     std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
         while turns.start_checkpoint() {
-            if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
-                tracing::warn!(error = %e, "checkpoint failed; retried");
-            }
-            turns.checkpoint_done();
+            let started = std::time::Instant::now();
+            let log_bytes =
+                match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(&mut conn) {
+                    Ok(c) => Some(c.log.max(0) as u64 * page_size.max(0) as u64),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpoint failed; retried");
+                        None
+                    }
+                };
+            tracing::debug!(ms = started.elapsed().as_millis(), ?log_bytes, "checkpoint");
+            turns.checkpoint_done(log_bytes);
         }
     })?;
     Ok(())
@@ -373,7 +408,8 @@ pub const PG_SEQUENCES: &[&str] = &["raw_mail", "ticket", "message", "attachment
 ///
 /// One upsert statement: two transactions using a sequence for the first time at once (two
 /// mailboxes, two daemons) cannot both try to create its row, which made one of them fail and
-/// its mail go to quarantine (seen on PostgreSQL with two mailboxes).
+/// its mail go to quarantine (seen on PostgreSQL with two mailboxes). On SQLite, a write
+/// transaction takes its ids from a block it reserved (`store::held`).
 pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
     use diesel::sql_types::{BigInt, Text};
     #[derive(QueryableByName)]
@@ -381,6 +417,7 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
         #[diesel(sql_type = BigInt)]
         value: i64,
     }
+    let reserving = held::holds_ids(conn);
     let next: Next = match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(pg) if PG_SEQUENCES.contains(&sequence) => {
@@ -393,6 +430,19 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
         )
         .bind::<Text, _>(sequence)
         .get_result(pg)?,
+        AnyConnection::Sqlite(sqlite) if reserving => {
+            if let Some(id) = held::take_id(sequence) {
+                return Ok(id);
+            }
+            let last: Next = diesel::sql_query(
+                "INSERT INTO counters (name, value) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value RETURNING value",
+            )
+            .bind::<Text, _>(sequence)
+            .bind::<BigInt, _>(held::ID_BLOCK)
+            .get_result(sqlite)?;
+            return Ok(held::reserve_ids(sequence, last.value - held::ID_BLOCK + 1, last.value));
+        }
         AnyConnection::Sqlite(sqlite) => diesel::sql_query(
             "INSERT INTO counters (name, value) VALUES (?, 1) \
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
@@ -401,6 +451,19 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
         .get_result(sqlite)?,
     };
     Ok(next.value)
+}
+
+/// Sets a `counters` row (SQLite: the last id a transaction used, `store::held`). An upsert: the
+/// savepoint that created the row may have been rolled back since.
+fn set_counter(conn: &mut Conn, sequence: &str, value: i64) -> anyhow::Result<()> {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(
+        "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind::<Text, _>(sequence)
+    .bind::<BigInt, _>(value)
+    .execute(conn)?;
+    Ok(())
 }
 
 pub fn now() -> i64 {
