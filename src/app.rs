@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::desk::Desk;
 use crate::desk::actions::Mailing;
-use crate::desk::inbound::{self, Outcome};
+use crate::desk::inbound::{self, Isolation, Outcome};
 use crate::store::{self, Store};
 
 #[derive(Clone)]
@@ -75,21 +75,32 @@ impl App {
         prepared: PreparedBatch,
         source: &str,
         mailing: Mailing,
-        also: impl FnOnce(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
+        also: impl Fn(&mut store::Conn, &[Outcome]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Outcome>> {
         let desk = &self.desk;
         assert_eq!(mails.len(), prepared.mails.len(), "a batch is committed with its own preparation");
         let PreparedBatch { started, mails: prepared } = prepared;
-        let outcomes = self.store.write(|conn| {
-            let now = store::now();
-            let outcomes = mails
-                .iter()
-                .zip(prepared)
-                .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            also(conn, &outcomes)?;
-            Ok(outcomes)
-        })?;
+        let write = |prepared: Vec<inbound::Prepared>, isolation| {
+            self.store.write(|conn| {
+                let now = store::now();
+                let outcomes = mails
+                    .iter()
+                    .zip(prepared)
+                    .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now, isolation))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                also(conn, &outcomes)?;
+                Ok(outcomes)
+            })
+        };
+        // Without a savepoint per mail first; should one mail fail, the batch is written again
+        // with them, so that it goes to quarantine alone (`inbound::Isolation`).
+        let outcomes = match write(prepared, Isolation::Batch) {
+            Err(e) if e.downcast_ref::<inbound::MailFailed>().is_some() => {
+                tracing::warn!(error = %format!("{e:#}"), "writing the batch again, each mail in a savepoint");
+                write(self.prepare_batch(mails).mails, Isolation::Savepoint)
+            }
+            other => other,
+        }?;
         // Parse-to-commit time of a batch: what a mail in it waited for, once fetched.
         metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
             .record(started.elapsed().as_secs_f64());

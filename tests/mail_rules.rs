@@ -340,6 +340,46 @@ fn automatic_mail_to_one_address_stops_at_the_rate_limit() {
 }
 
 #[test]
+fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_leaves_no_gap() {
+    // A batch is written without a savepoint per mail first; a mail that fails there (here the
+    // database refuses its message: a trigger) makes the batch be written again, each mail in a
+    // savepoint. Only that mail is quarantined; the ticket numbers have no gap.
+    let d = Desk::new();
+    let refuse = if d._database.url.starts_with("sqlite") {
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.subject = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+    } else {
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+           IF NEW.subject = 'boom' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse();"
+    };
+    d.app.store.write(|c| Ok(diesel::connection::SimpleConnection::batch_execute(c, refuse)?)).unwrap();
+    let mail = |who: &str, subject: &str, n: u32| {
+        format!("From: {who}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <b{n}@customer.example>\r\n\r\nPanne.\r\n")
+            .into_bytes()
+    };
+    let batch = vec![
+        mail("one@customer.example", "Imprimante", 1),
+        mail("two@customer.example", "boom", 2),
+        mail("three@customer.example", "Scanner", 3),
+    ];
+    let outcomes = d.app.ingest_batch(&batch, "test", guichet::desk::actions::Mailing::Send).unwrap();
+    assert_eq!(outcomes[0], Outcome::Ticket { number: 1, created: true }, "{outcomes:?}");
+    assert!(matches!(&outcomes[1], Outcome::Quarantined(why) if why.contains("refused by the test")), "{outcomes:?}");
+    assert_eq!(outcomes[2], Outcome::Ticket { number: 2, created: true }, "{outcomes:?}");
+    let quarantined = d.app.store.read(guichet::store::raw::quarantined).unwrap();
+    assert_eq!(quarantined.len(), 1);
+    for who in ["one@customer.example", "three@customer.example"] {
+        assert_eq!(d.sent_to(who).len(), 1, "{who} is acknowledged once");
+    }
+    assert!(d.sent_to("two@customer.example").is_empty());
+    // The next batch goes on from there.
+    let next =
+        d.app.ingest_batch(&[mail("four@customer.example", "Wifi", 4)], "test", guichet::desk::actions::Mailing::Send);
+    assert_eq!(next.unwrap(), vec![Outcome::Ticket { number: 3, created: true }]);
+}
+
+#[test]
 fn the_rate_limit_counts_the_mails_queued_earlier_in_the_same_batch() {
     // The daemon writes a whole IMAP batch in one transaction, its notifications held until
     // COMMIT: the limit must still see the ones this very batch queued.

@@ -28,6 +28,29 @@ pub enum Outcome {
     Quarantined(String),
 }
 
+/// How a mail of a batch is kept apart from the others in their transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a savepoint of its own: a mail that cannot be processed goes to quarantine alone.
+    Savepoint,
+    /// Directly in the batch's transaction: a mail that cannot be processed fails the whole
+    /// transaction with [`MailFailed`], and the caller writes the batch again, each mail in a
+    /// savepoint. Such failures are rare (a mail that cannot be parsed is quarantined before,
+    /// either way), and a savepoint per mail cost 8–13 % of the ingest's CPU (BENCHMARKS.md,
+    /// fifth round): SQLite copies every page a mail touches into a statement journal first.
+    Batch,
+}
+
+/// The error of a mail written with [`Isolation::Batch`] that could not be processed.
+#[derive(Debug)]
+pub struct MailFailed;
+
+impl std::fmt::Display for MailFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mail of the batch could not be processed")
+    }
+}
+
 /// A mail parsed and keyed before its transaction: the costly, pure part of ingesting, which
 /// may run on any thread while another batch holds the database.
 pub struct Prepared {
@@ -57,10 +80,11 @@ pub fn ingest(
     mailing: Mailing,
     now: i64,
 ) -> anyhow::Result<Outcome> {
-    ingest_prepared(conn, desk, data, prepare(desk, data), source, mailing, now)
+    ingest_prepared(conn, desk, data, prepare(desk, data), source, mailing, now, Isolation::Savepoint)
 }
 
 /// [`ingest`] of a mail already [`prepare`]d (`prepared` must come from the same `data`).
+#[allow(clippy::too_many_arguments)]
 pub fn ingest_prepared(
     conn: &mut Conn,
     desk: &Desk,
@@ -69,6 +93,7 @@ pub fn ingest_prepared(
     source: &str,
     mailing: Mailing,
     now: i64,
+    isolation: Isolation,
 ) -> anyhow::Result<Outcome> {
     let Prepared { parsed, key } = prepared;
     if raw::is_known(conn, &key)? {
@@ -78,7 +103,7 @@ pub fn ingest_prepared(
         Ok(mail) => mail,
         Err(reason) => return quarantine(conn, &key, source, data, &reason, now),
     };
-    let result = savepoint(conn, |conn| {
+    let write = |conn: &mut Conn| {
         // The raw row is written once, with its outcome, after `process` (same savepoint): an
         // UPDATE of a row holding a large mail would rewrite all of its bytes.
         let raw_id = next_id(conn, "raw_mail")?;
@@ -91,7 +116,11 @@ pub fn ingest_prepared(
         };
         raw::insert_row(conn, &raw::NewRaw { id: raw_id, key: &key, source, data, state, reason, ticket, at: now })?;
         Ok(outcome)
-    });
+    };
+    let result = match isolation {
+        Isolation::Savepoint => savepoint(conn, write),
+        Isolation::Batch => return write(conn).map_err(|e| e.context(MailFailed)),
+    };
     match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => {

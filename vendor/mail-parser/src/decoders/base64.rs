@@ -186,31 +186,39 @@ struct WholeLines {
 fn decode_whole_lines(input: &[u8], buf: &mut Vec<u8>) -> WholeLines {
     let mut read = WholeLines { consumed: 0, last_line_end: 0, before_newline: b'\n' };
     let mut rest = input;
+    // Lines are nearly always as long as the one before: look there for the newline first.
+    let mut expected = usize::MAX;
     loop {
-        let Some(newline) = rest.iter().position(|&b| b == b'\n') else { break };
+        let newline = match rest.get(expected) {
+            Some(b'\n') => expected,
+            _ => match rest.iter().position(|&b| b == b'\n') {
+                Some(at) => at,
+                None => break,
+            },
+        };
         let line = &rest[..newline];
         let text = line.strip_suffix(b"\r").unwrap_or(line);
         if text.is_empty() || text.len() % 4 != 0 {
             break;
         }
         let before = buf.len();
-        buf.reserve(text.len() / 4 * 3);
-        let mut valid = true;
-        for group in text.chunks_exact(4) {
+        buf.resize(before + text.len() / 4 * 3, 0);
+        // No branch per group: an invalid byte anywhere shows in `bad` at the end of the line.
+        let mut bad = 0u8;
+        for (group, out) in text.chunks_exact(4).zip(buf[before..].chunks_exact_mut(3)) {
             let (a, b, c, d) = (
                 BASE64_DECODE[group[0] as usize],
                 BASE64_DECODE[group[1] as usize],
                 BASE64_DECODE[group[2] as usize],
                 BASE64_DECODE[group[3] as usize],
             );
-            if (a | b | c | d) >= 0x40 {
-                valid = false;
-                break;
-            }
+            bad |= a | b | c | d;
             let n = (a as u32) << 18 | (b as u32) << 12 | (c as u32) << 6 | d as u32;
-            buf.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+            out[0] = (n >> 16) as u8;
+            out[1] = (n >> 8) as u8;
+            out[2] = n as u8;
         }
-        if !valid {
+        if bad >= 0x40 {
             buf.truncate(before);
             break;
         }
@@ -218,6 +226,7 @@ fn decode_whole_lines(input: &[u8], buf: &mut Vec<u8>) -> WholeLines {
         read.before_newline = line[line.len() - 1];
         read.consumed += newline + 1;
         rest = &rest[newline + 1..];
+        expected = newline;
     }
     read
 }
