@@ -340,12 +340,13 @@ fn automatic_mail_to_one_address_stops_at_the_rate_limit() {
 }
 
 #[test]
-fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_leaves_no_gap() {
+fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_the_others_are_written() {
     // A batch is written without a savepoint per mail first; a mail that fails there (here the
     // database refuses its message: a trigger) makes the batch be written again, each mail in a
-    // savepoint. Only that mail is quarantined; the ticket numbers have no gap.
+    // savepoint. Only that mail is quarantined; on SQLite the ticket numbers have no gap.
     let d = Desk::new();
-    let refuse = if d._database.url.starts_with("sqlite") {
+    let sqlite = d._database.url.starts_with("sqlite");
+    let refuse = if sqlite {
         "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.subject = 'boom' \
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
     } else {
@@ -364,9 +365,19 @@ fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_leaves_no_gap() {
         mail("three@customer.example", "Scanner", 3),
     ];
     let outcomes = d.app.ingest_batch(&batch, "test", guichet::desk::actions::Mailing::Send).unwrap();
-    assert_eq!(outcomes[0], Outcome::Ticket { number: 1, created: true }, "{outcomes:?}");
+    let created = |o: &Outcome| match o {
+        Outcome::Ticket { number, created: true } => *number,
+        other => panic!("not a new ticket: {other:?}"),
+    };
+    let (first, third) = (created(&outcomes[0]), created(&outcomes[2]));
     assert!(matches!(&outcomes[1], Outcome::Quarantined(why) if why.contains("refused by the test")), "{outcomes:?}");
-    assert_eq!(outcomes[2], Outcome::Ticket { number: 2, created: true }, "{outcomes:?}");
+    // PostgreSQL's sequences do not give back the numbers of a rolled-back transaction (README).
+    if sqlite {
+        assert_eq!((first, third), (1, 2), "{outcomes:?}");
+    } else {
+        assert!(first < third, "{outcomes:?}");
+    }
+    assert_eq!(d.ticket_count(), 2);
     let quarantined = d.app.store.read(guichet::store::raw::quarantined).unwrap();
     assert_eq!(quarantined.len(), 1);
     for who in ["one@customer.example", "three@customer.example"] {
@@ -376,7 +387,11 @@ fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_leaves_no_gap() {
     // The next batch goes on from there.
     let next =
         d.app.ingest_batch(&[mail("four@customer.example", "Wifi", 4)], "test", guichet::desk::actions::Mailing::Send);
-    assert_eq!(next.unwrap(), vec![Outcome::Ticket { number: 3, created: true }]);
+    let fourth = created(&next.unwrap()[0]);
+    assert!(fourth > third);
+    if sqlite {
+        assert_eq!(fourth, 3);
+    }
 }
 
 #[test]
