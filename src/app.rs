@@ -55,7 +55,7 @@ impl App {
             .map_err(|crate::notify::pending::CannotCompose(e)| anyhow::anyhow!("cannot compose the mail: {e}"))
     }
 
-    /// Ingests a batch of mails in one transaction (each in its own savepoint).
+    /// Ingests a batch of mails in one transaction ([`App::commit_batch_with`]).
     pub fn ingest_batch(&self, mails: &[Vec<u8>], source: &str, mailing: Mailing) -> anyhow::Result<Vec<Outcome>> {
         self.commit_batch_with(mails, self.prepare_batch(mails), source, mailing, |_, _| Ok(()))
     }

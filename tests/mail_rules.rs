@@ -65,16 +65,9 @@ shared = true
 
     /// (event, recipient, mail as the sender composes it) of every queued notification, oldest first.
     fn outbox(&self) -> Vec<(String, String, String)> {
-        let rows: Vec<OutboxRow> = self
-            .app
-            .store
-            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
-            .unwrap();
-        rows.into_iter()
-            .map(|row| {
-                let mail = self.app.outbox_mail(&row).unwrap();
-                (row.event, row.recipient, String::from_utf8_lossy(&mail).into_owned())
-            })
+        common::guichet::composed_outbox(&self.app)
+            .into_iter()
+            .map(|row| (row.event, row.recipient, String::from_utf8_lossy(&row.data).into_owned()))
             .collect()
     }
 

@@ -1091,6 +1091,21 @@ fn count(c: &mut AnyConnection, sql: &str) -> anyhow::Result<i64> {
     Ok(on_backend!(c, c => diesel::sql_query(sql).get_result::<CountRow>(c)?.n))
 }
 
+/// The mean size of the outbox's mails as the sender composes them (the first 200: the outbox
+/// keeps descriptions, `notify::pending`), with the compiled-in templates.
+fn mean_mail_bytes(c: &mut AnyConnection) -> anyhow::Result<f64> {
+    use guichet::store::outbox::OutboxRow;
+    use guichet::store::schema::outbox;
+    let rows: Vec<OutboxRow> = outbox::table.order(outbox::id).limit(200).select(OutboxRow::as_select()).load(c)?;
+    let renderer = guichet::notify::render::Renderer::new(None)?;
+    let mut total = 0;
+    for row in &rows {
+        let mail = guichet::notify::pending::mail_of(c, &renderer, row)?;
+        total += mail.map_err(|e| anyhow::anyhow!("cannot compose notification {}: {}", row.id, e.0))?.len();
+    }
+    Ok(if rows.is_empty() { 0.0 } else { total as f64 / rows.len() as f64 })
+}
+
 fn outbox_states(c: &mut AnyConnection) -> anyhow::Result<HashMap<String, i64>> {
     let sql = "SELECT state, count(*) AS n FROM outbox GROUP BY state";
     let rows: Vec<StateRow> = on_backend!(c, c => diesel::sql_query(sql).load(c)?);
@@ -1632,9 +1647,9 @@ fn drain(d: &DaemonArgs, prefix: &str) -> anyhow::Result<()> {
     let hwm = hwm.max(peak.rss);
     let secs = (done - t0).as_secs_f64();
     let failed = states.get("failed").unwrap_or(&0) - before.get("failed").unwrap_or(&0);
-    let bytes = count(&mut db, "SELECT CAST(coalesce(avg(length(data)), 0) AS BIGINT) AS n FROM outbox")? as f64;
+    let bytes = mean_mail_bytes(&mut db)?;
     metric(&format!("{prefix}_notifications"), pending as f64, "notifications");
-    metric(&format!("{prefix}_mean_mail_kb"), bytes / 1000.0, "kB (mean over the whole outbox)");
+    metric(&format!("{prefix}_mean_mail_kb"), bytes / 1000.0, "kB (mean of the first 200 mails, composed)");
     metric(&format!("{prefix}_seconds"), secs, "s (from `guichet run` start to the last one sent)");
     metric(&format!("{prefix}_per_s"), pending as f64 / secs, "notifications/s");
     metric(&format!("{prefix}_load_average_1min"), load_average(), "");

@@ -104,7 +104,7 @@ pub fn ingest_prepared(
         Err(reason) => return quarantine(conn, &key, source, data, &reason, now),
     };
     let write = |conn: &mut Conn| {
-        // The raw row is written once, with its outcome, after `process` (same savepoint): an
+        // The raw row is written once, with its outcome, after `process` (same savepoint, if any): an
         // UPDATE of a row holding a large mail would rewrite all of its bytes.
         let raw_id = next_id(conn, "raw_mail")?;
         let outcome = process(conn, desk, &mail, raw_id, source, mailing, now)?;

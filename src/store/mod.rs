@@ -80,6 +80,8 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         // mail's bytes written three times and read back once more; see BENCHMARKS.md).
         // mmap_size: reads go through the OS page cache without a system call per page (the web
         // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view").
+        // page_size (new databases only): a 1 MB attachment is 64 pages of 16 KiB rather than
+        // 256 of 4 KiB, as many log frames and copies fewer ("Ingest", fifth round).
         conn.batch_execute(
             "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
         )

@@ -299,3 +299,19 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Every outbox row, oldest first, its mail composed into `data` as the sender would send it
+/// (the outbox keeps descriptions of mails: `notify::pending`).
+pub fn composed_outbox(app: &guichet::app::App) -> Vec<guichet::store::outbox::OutboxRow> {
+    use diesel::prelude::*;
+    use guichet::store::outbox::OutboxRow;
+    use guichet::store::schema::outbox;
+    let rows: Vec<OutboxRow> =
+        app.store.read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?)).unwrap();
+    rows.into_iter()
+        .map(|mut row| {
+            row.data = app.outbox_mail(&row).unwrap();
+            row
+        })
+        .collect()
+}

@@ -9,12 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::prelude::*;
 use guichet::app::{App, Shutdown};
 use guichet::config::Settings;
 use guichet::desk::inbound::Outcome;
 use guichet::store::outbox::OutboxRow;
-use guichet::store::schema::outbox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::guichet::TestDatabase;
@@ -143,17 +141,7 @@ impl TestApp {
 
     /// Every outbox row, oldest first, its mail composed (`data`) as the sender would send it.
     pub fn outbox(&self) -> Vec<OutboxRow> {
-        let rows: Vec<OutboxRow> = self
-            .app
-            .store
-            .read(|c| Ok(outbox::table.order(outbox::id).select(OutboxRow::as_select()).load(c)?))
-            .unwrap();
-        rows.into_iter()
-            .map(|mut row| {
-                row.data = self.app.outbox_mail(&row).unwrap();
-                row
-            })
-            .collect()
+        crate::common::guichet::composed_outbox(&self.app)
     }
 
     pub fn outbox_for(&self, recipient: &str, event: &str) -> Vec<OutboxRow> {
