@@ -184,6 +184,33 @@ async fn a_broken_mail_is_quarantined_and_the_next_one_processed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_the_database_refuses_mid_batch_is_quarantined_alone_and_the_batch_is_moved() {
+    // One IMAP batch of three; the database refuses the second one's message (a trigger). The
+    // batch is written again, each mail in a savepoint: two tickets, one mail in quarantine,
+    // all three moved.
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    common::guichet::refuse_messages_titled_boom(&cfg.database_url);
+    for (n, subject) in ["Imprimante", "boom", "Scanner"].iter().enumerate() {
+        let m = mail(&format!("c{n}@customer.example"), subject, &format!("r{n}@customer.example"), "", "x");
+        stack.append(HELPDESK, "INBOX", &m).await;
+    }
+    let _daemon = cfg.start();
+    eventually(WAIT, "all three moved", || (block(stack.count(HELPDESK, "Processed")) == 3).then_some(())).await;
+    let subjects: Vec<String> = cfg.tickets().iter().map(|t| t["subject"].as_str().unwrap().to_string()).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects.contains(&"Imprimante".to_string()) && subjects.contains(&"Scanner".to_string()), "{subjects:?}");
+    let out = cfg.cli(&["quarantine", "list", "--json"]);
+    let q: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
+    assert!(q[0]["reason"].as_str().unwrap().contains("refused by the test"), "{q}");
+    let status = cfg.status();
+    assert_eq!(status["mailboxes"][0]["quarantined"], 1, "{status}");
+    assert_eq!(status["mailboxes"][0]["ingested"], 2, "{status}");
+    assert_eq!(stack.count(HELPDESK, "INBOX").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_larger_than_a_batch_is_ingested_oldest_first() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", &mailbox(&stack, "batch_size = 7"));

@@ -339,15 +339,7 @@ fn a_mail_that_fails_in_its_batch_goes_to_quarantine_alone_and_the_others_are_wr
     // savepoint. Only that mail is quarantined; on SQLite the ticket numbers have no gap.
     let d = Desk::new();
     let sqlite = d._database.url.starts_with("sqlite");
-    let refuse = if sqlite {
-        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.subject = 'boom' \
-         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
-    } else {
-        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
-           IF NEW.subject = 'boom' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
-         CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse();"
-    };
-    d.app.store.write(|c| Ok(diesel::connection::SimpleConnection::batch_execute(c, refuse)?)).unwrap();
+    common::guichet::refuse_messages_titled_boom(&d._database.url);
     let mail = |who: &str, subject: &str, n: u32| {
         format!("From: {who}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <b{n}@customer.example>\r\n\r\nPanne.\r\n")
             .into_bytes()

@@ -117,8 +117,9 @@ struct TurnState {
     running: bool,
     /// The store is gone: the checkpointer stops.
     closed: bool,
-    /// The log's length as the last checkpoint found it (0 once a writer waited for a checkpoint:
-    /// the log starts over).
+    /// The log's length as the last checkpoint found it; 0 once a writer began after a finished
+    /// checkpoint (the log starts over then; should that checkpoint not have copied everything,
+    /// the next one says so).
     log_bytes: u64,
 }
 

@@ -315,3 +315,18 @@ pub fn composed_outbox(app: &guichet::app::App) -> Vec<guichet::store::outbox::O
         })
         .collect()
 }
+
+/// Makes the database at `url` refuse to store any message with the subject `boom` (a trigger:
+/// a failure inside a mail's processing, for the tests of a batch's second pass).
+pub fn refuse_messages_titled_boom(url: &str) {
+    let sql = if url.starts_with("sqlite") {
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.subject = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+    } else {
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+           IF NEW.subject = 'boom' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse();"
+    };
+    let store = guichet::store::Store::open_and_migrate(url, 1).unwrap();
+    store.write(|c| Ok(diesel::connection::SimpleConnection::batch_execute(c, sql)?)).unwrap();
+}
