@@ -15,6 +15,17 @@ pub fn login_link(app: &App, email: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A staff member's personal command address (SPEC §7): mail they send there — a new request on
+/// behalf of a customer, a forward, commands — is authenticated as theirs.
+pub fn staff_address(app: &App, email: &str) -> anyhow::Result<()> {
+    let Some(address) = EmailAddress::parse(email) else { bail!("`{email}` is not an email address") };
+    if !app.desk.is_staff(&address) {
+        bail!("{address} is not a staff address (helpdesk.staff)");
+    }
+    println!("{}", app.desk.personal_address(&address));
+    Ok(())
+}
+
 pub fn tickets(app: &App, json: bool) -> anyhow::Result<()> {
     let all = app.store.read(tickets::all_tickets)?;
     if json {

@@ -56,6 +56,14 @@ pub struct Helpdesk {
     /// Thread `<local>+<n>@domain` recipients into ticket n.
     #[serde(default)]
     pub plus_addressing: bool,
+    /// The receiving server's spam verdicts, as `"Header-Name: value"`: a mail with such a header
+    /// (name in any case, value starting so, in any case) goes to quarantine with reason `spam`.
+    #[serde(default = "default_spam_headers")]
+    pub spam_headers: Vec<String>,
+}
+
+fn default_spam_headers() -> Vec<String> {
+    ["X-Spam-Flag: YES", "X-Spam: Yes", "X-Spam-Status: Yes"].map(String::from).to_vec()
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -286,6 +294,11 @@ impl Settings {
                 bail!("configuration: helpdesk.staff entry `{s}` is neither an address nor @domain");
             }
         }
+        for rule in &h.spam_headers {
+            if rule.split_once(':').is_none_or(|(name, value)| name.trim().is_empty() || value.trim().is_empty()) {
+                bail!("configuration: helpdesk.spam_headers entry `{rule}` must read `Header-Name: value`");
+            }
+        }
         if h.max_attachment_bytes == 0 {
             bail!("configuration: helpdesk.max_attachment_bytes must be positive");
         }
@@ -340,6 +353,22 @@ impl Settings {
         ours.sort();
         ours.dedup();
         ours
+    }
+
+    /// The first of `headers` that `helpdesk.spam_headers` calls spam, as `Name: value`.
+    pub fn spam_verdict(&self, headers: &[(String, String)]) -> Option<String> {
+        headers.iter().find_map(|(name, value)| {
+            self.helpdesk
+                .spam_headers
+                .iter()
+                .any(|rule| {
+                    let (rule_name, rule_value) = rule.split_once(':').unwrap_or((rule, ""));
+                    let (rule_value, value) = (rule_value.trim(), value.trim());
+                    rule_name.trim().eq_ignore_ascii_case(name)
+                        && value.get(..rule_value.len()).is_some_and(|v| v.eq_ignore_ascii_case(rule_value))
+                })
+                .then(|| format!("{name}: {value}"))
+        })
     }
 
     /// The company an address belongs to, by its domain.

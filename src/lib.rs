@@ -13,4 +13,5 @@ pub mod run;
 pub mod store;
 pub mod telemetry;
 pub mod threading;
+pub mod trust;
 pub mod web;

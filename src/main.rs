@@ -36,6 +36,8 @@ enum Command {
     Ingest { files: Vec<PathBuf> },
     /// Print a fresh login URL for an address
     LoginLink { email: String },
+    /// Print a staff member's personal command address (mail sent there is authenticated as theirs)
+    StaffAddress { email: String },
     /// List all tickets
     Tickets {
         #[arg(long)]
@@ -95,7 +97,15 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A pipe transport with a wrong argument is a configuration error too: the MTA keeps the mail.
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "ingest") => {
+            let _ = e.print();
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+        Err(e) => e.exit(),
+    };
     guichet::telemetry::init();
     if let Command::Demo { no_serve } = cli.command {
         return report(run::demo(!no_serve));
@@ -104,7 +114,10 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("guichet: {e:#}");
-            return ExitCode::from(EX_CONFIG);
+            // In pipe mode a configuration error is not the mail's fault: the MTA keeps it and
+            // retries (SPEC §7) rather than bouncing it to the customer.
+            let code = if matches!(cli.command, Command::Ingest { .. }) { EX_TEMPFAIL } else { EX_CONFIG };
+            return ExitCode::from(code);
         }
     };
     match cli.command {
@@ -118,6 +131,7 @@ fn main() -> ExitCode {
         Command::CopyTo { url } => report(cli::copy_to(&settings, &url)),
         other => report(App::open(settings).and_then(|app| match other {
             Command::LoginLink { email } => cli::login_link(&app, &email),
+            Command::StaffAddress { email } => cli::staff_address(&app, &email),
             Command::Tickets { json } => cli::tickets(&app, json),
             Command::Ticket { number, json } => cli::ticket(&app, number, json),
             Command::Quarantine { action: QuarantineAction::List { json } } => cli::quarantine_list(&app, json),

@@ -294,6 +294,7 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                             raw_mail_id: None,
                             auto: false,
                             refused: &[],
+                            unverified: false,
                         },
                     )?;
                 }

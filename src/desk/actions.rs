@@ -30,6 +30,8 @@ pub struct Incoming {
     pub raw_mail_id: Option<i64>,
     pub auto: bool,
     pub attachments: Vec<Attachment>,
+    /// Its mail was not authenticated as its sender (SPEC §7): marked so wherever it shows.
+    pub unverified: bool,
 }
 
 /// Whether this operation may send mail at all (`on_first_run = "archive"` imports silently).
@@ -84,6 +86,7 @@ pub fn store_message(
             raw_mail_id: msg.raw_mail_id,
             auto: msg.auto,
             refused: &refused,
+            unverified: msg.unverified,
         },
     )?;
     let mut files = Vec::new();
@@ -124,6 +127,7 @@ pub fn record_event(conn: &mut Conn, number: i64, actor: &EmailAddress, text: &s
             raw_mail_id: None,
             auto: false,
             refused: &[],
+            unverified: false,
         },
     )?;
     Ok(())
@@ -192,15 +196,15 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     }
     let ticket = tickets::get_ticket(conn, number)?.expect("just inserted");
     let body = o.message.text.clone();
-    // An acknowledgement to a forged or automatic sender would be backscatter: none then.
-    if !o.message.auto && !o.unverified {
+    // One inbound mail, at most one automatic mail (SPEC §7): the acknowledgement, to the
+    // requester only, naming any refused file. The people in Cc are watchers, mailed once a
+    // person answers. An acknowledgement to a forged or automatic sender would be backscatter.
+    let acknowledged = !o.message.auto && !o.unverified;
+    if acknowledged {
         let mut ack = Notice::new("ticket_created", Some(&ticket), Kind::Acknowledgement);
-        ack.recipients = std::iter::once(o.requester.clone()).chain(watchers.iter().cloned()).collect();
-        ack.actor = if o.actor.staff { None } else { Some(&o.actor.address) };
-        // The requester gets an acknowledgement even of their own mail: that is its point.
-        ack.actor = ack.actor.filter(|a| *a != o.requester);
+        ack.recipients = vec![o.requester.clone()];
         ack.in_reply_to = o.message.mail_message_id.clone();
-        ack.extra = json!({ "body": body });
+        ack.extra = json!({ "body": body, "files": refused_files(&stored.refused, lang) });
         queue(conn, desk, ack, at)?;
     }
     let mut alert = Notice::new("staff_alert_created", Some(&ticket), Kind::Automatic);
@@ -208,8 +212,16 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     alert.actor = Some(&o.actor.address);
     alert.extra = json!({ "body": body, "author": display(o.actor) });
     queue(conn, desk, alert, at)?;
-    refused_notice(conn, desk, &ticket, &o.actor.address, o.message, &stored.refused, at)?;
+    // The requester's refused files are named in their acknowledgement; staff opening a ticket
+    // for a customer hear of their own.
+    if o.requester != &o.actor.address {
+        refused_notice(conn, desk, &ticket, &o.actor.address, o.message, &stored.refused, at)?;
+    }
     Ok(number)
+}
+
+fn refused_files(refused: &[RefusedAttachment], lang: &str) -> Vec<serde_json::Value> {
+    refused.iter().map(|r| json!({"name": r.name, "size": human_size(r.size, lang)})).collect()
 }
 
 /// Tells the sender which files were refused (never an automatic sender).
@@ -225,13 +237,10 @@ fn refused_notice(
     if refused.is_empty() || msg.auto {
         return Ok(());
     }
-    let lang = desk.lang();
     let mut n = Notice::new("attachment_refused", Some(ticket), Kind::Automatic);
     n.recipients = vec![sender.clone()];
     n.in_reply_to = msg.mail_message_id.clone();
-    n.extra = json!({
-        "files": refused.iter().map(|r| json!({"name": r.name, "size": human_size(r.size, lang)})).collect::<Vec<_>>(),
-    });
+    n.extra = json!({ "files": refused_files(refused, desk.lang()) });
     queue(conn, desk, n, at)?;
     Ok(())
 }
@@ -348,7 +357,7 @@ pub fn staff_reply(
 }
 
 /// Staff's display name without their address (the address never reaches customers).
-fn display_name_only(actor: &Actor) -> String {
+pub fn display_name_only(actor: &Actor) -> String {
     actor
         .name
         .clone()

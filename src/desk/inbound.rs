@@ -12,6 +12,7 @@ use crate::store::raw::{self, RawState};
 use crate::store::tickets::{self, TicketRow};
 use crate::store::{Conn, next_id, outbox, savepoint};
 use crate::threading::{self, Candidate, Clue, Decision, Sender};
+use crate::trust;
 
 /// What became of a mail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,8 @@ impl std::fmt::Display for MailFailed {
 pub struct Prepared {
     parsed: Result<InboundMail, String>,
     key: String,
+    /// The receiving server called it spam (`helpdesk.spam_headers`): the header that says so.
+    spam: Option<String>,
 }
 
 /// Parses `data` (or says why it cannot be) and computes its exactly-once key.
@@ -67,7 +70,8 @@ pub fn prepare(desk: &Desk, data: &[u8]) -> Prepared {
         parse::parse(data).map_err(|e| e.to_string())
     };
     let key = raw::message_key(parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()), data);
-    Prepared { parsed, key }
+    let spam = parsed.as_ref().ok().and_then(|m| desk.settings.spam_verdict(&m.spam_headers));
+    Prepared { parsed, key, spam }
 }
 
 /// Ingests one mail: exactly once, never lost. Runs `process` in a savepoint; anything it cannot do
@@ -95,7 +99,7 @@ pub fn ingest_prepared(
     now: i64,
     isolation: Isolation,
 ) -> anyhow::Result<Outcome> {
-    let Prepared { parsed, key } = prepared;
+    let Prepared { parsed, key, spam } = prepared;
     if raw::is_known(conn, &key)? {
         return Ok(Outcome::Duplicate);
     }
@@ -103,6 +107,11 @@ pub fn ingest_prepared(
         Ok(mail) => mail,
         Err(reason) => return quarantine(conn, &key, source, data, &reason, now),
     };
+    // Spam opens nothing and is answered by nothing (SPEC §7); `quarantine retry` makes it a ticket.
+    if let Some(header) = spam {
+        tracing::info!(key = %key, header = %header, "spam verdict of the receiving server: quarantined");
+        return quarantine(conn, &key, source, data, SPAM, now);
+    }
     let write = |conn: &mut Conn| {
         // The raw row is written once, with its outcome, after `process` (same savepoint, if any): an
         // UPDATE of a row holding a large mail would rewrite all of its bytes.
@@ -112,7 +121,8 @@ pub fn ingest_prepared(
             Outcome::Ticket { number, .. } => (RawState::Processed, None, Some(*number)),
             Outcome::Report { ticket } => (RawState::Processed, Some("delivery report"), *ticket),
             Outcome::Dropped(why) => (RawState::Dropped, Some(why.as_str()), None),
-            Outcome::Duplicate | Outcome::Quarantined(_) => (RawState::Processed, None, None),
+            Outcome::Quarantined(why) => (RawState::Quarantined, Some(why.as_str()), None),
+            Outcome::Duplicate => (RawState::Processed, None, None),
         };
         raw::insert_row(conn, &raw::NewRaw { id: raw_id, key: &key, source, data, state, reason, ticket, at: now })?;
         Ok(outcome)
@@ -129,6 +139,9 @@ pub fn ingest_prepared(
         }
     }
 }
+
+/// The quarantine reason of a mail the receiving server called spam.
+pub const SPAM: &str = "spam";
 
 fn quarantine(
     conn: &mut Conn,
@@ -156,13 +169,14 @@ pub fn retry(conn: &mut Conn, desk: &Desk, id: i64, now: i64) -> anyhow::Result<
     let outcome = savepoint(conn, |conn| process(conn, desk, &mail, id, &source, Mailing::Send, now));
     match outcome {
         Ok(outcome) => {
-            let (state, ticket) = match &outcome {
-                Outcome::Ticket { number, .. } => (RawState::Processed, Some(*number)),
-                Outcome::Report { ticket } => (RawState::Processed, *ticket),
-                Outcome::Dropped(_) => (RawState::Dropped, None),
-                _ => (RawState::Processed, None),
+            let (state, reason, ticket) = match &outcome {
+                Outcome::Ticket { number, .. } => (RawState::Processed, None, Some(*number)),
+                Outcome::Report { ticket } => (RawState::Processed, None, *ticket),
+                Outcome::Dropped(_) => (RawState::Dropped, None, None),
+                Outcome::Quarantined(why) => (RawState::Quarantined, Some(why.as_str()), None),
+                Outcome::Duplicate => (RawState::Processed, None, None),
             };
-            raw::set_outcome(conn, id, state, None, ticket)?;
+            raw::set_outcome(conn, id, state, reason, ticket)?;
             Ok(outcome)
         }
         Err(e) => {
@@ -196,13 +210,18 @@ fn process(
         return delivery_report(conn, desk, report, now);
     }
 
-    let verified = is_verified(desk, mail, &sender);
-    let is_staff = desk.is_staff(&sender) && verified;
+    let verdict =
+        trust::authenticate(mail, &desk.secret, &desk.ours, desk.settings.helpdesk.trusted_authserv_id.as_deref());
+    let authenticated = verdict.authenticated();
+    // Threading reads what the mail claims (a forged staff mail still finds the ticket it aims
+    // at, to be kept there as a note); what it may do depends on `authenticated` (SPEC §7).
+    let claims_staff = desk.is_staff(&sender);
+    let is_staff = claims_staff && authenticated;
     let shared_company = desk.company_of(&sender).filter(|(_, shared)| *shared).map(|(n, _)| n);
-    let candidates = candidates(conn, desk, mail)?;
+    let candidates = candidates(conn, desk, mail, verdict.reply_ticket())?;
     let decision = threading::decide(
         &candidates,
-        &Sender { address: &sender, is_staff, verified, shared_company },
+        &Sender { address: &sender, is_staff: claims_staff, verified: !verdict.dmarc_failed, shared_company },
         now,
         desk.settings.helpdesk.reopen_window_days,
     );
@@ -220,9 +239,26 @@ fn process(
         raw_mail_id: Some(raw_id),
         auto,
         attachments: mail.attachments.clone(),
+        unverified: false,
     };
-    let cc: Vec<EmailAddress> =
-        mail.to.iter().chain(&mail.cc).map(|m| m.address.clone()).filter(|a| *a != sender).collect();
+    // Other people in To/Cc: watchers of a new ticket, or added by an authenticated party.
+    let cc: Vec<EmailAddress> = mail
+        .to
+        .iter()
+        .chain(&mail.cc)
+        .map(|m| m.address.clone())
+        .filter(|a| *a != sender && !desk.is_ours(a) && !desk.is_staff(a))
+        .take(MAX_WATCHERS_PER_MAIL)
+        .collect();
+
+    if claims_staff && !authenticated {
+        let ticket = match decision {
+            Decision::Existing { number, .. } => Some(number),
+            Decision::New { refers_to, reason: threading::NewReason::Unverified } => refers_to,
+            Decision::New { .. } => None,
+        };
+        return unverified_staff_mail(conn, desk, ticket, &actor, &mut incoming, now);
+    }
 
     match decision {
         Decision::Existing { number, reopen: _ } => {
@@ -246,7 +282,10 @@ fn process(
                     now,
                 )?;
             } else {
-                actions::customer_reply(conn, desk, &ticket, &actor, &incoming, &cc, mailing, now)?;
+                // Unauthenticated: the message joins, marked so; it gives nobody new access.
+                incoming.unverified = !authenticated;
+                let new_watchers: &[EmailAddress] = if authenticated { &cc } else { &[] };
+                actions::customer_reply(conn, desk, &ticket, &actor, &incoming, new_watchers, mailing, now)?;
             }
             Ok(Outcome::Ticket { number, created: false })
         }
@@ -283,24 +322,57 @@ fn process(
     }
 }
 
-/// False only when the trusted receiving server says DMARC failed for the From domain.
-///
-/// Only the topmost `Authentication-Results` of `trusted_authserv_id` that carries a DMARC verdict
-/// counts: our MX adds its header above every header the mail arrived with, so one with the same
-/// authserv-id further down was written by the sender (RFC 8601 §5) — a forged "pass" below a
-/// real "fail" is ignored, and so is a forged "fail" below a real "pass".
-fn is_verified(desk: &Desk, mail: &InboundMail, sender: &EmailAddress) -> bool {
-    let Some(trusted) = desk.settings.helpdesk.trusted_authserv_id.as_deref() else { return true };
-    let verdict = mail.auth_results.iter().find(|r| r.authserv_id.eq_ignore_ascii_case(trusted) && r.dmarc.is_some());
-    !verdict.is_some_and(|r| {
-        r.dmarc.as_deref().is_some_and(|v| matches!(v, "fail" | "quarantine" | "reject" | "permerror"))
-            && r.header_from.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(sender.domain()))
+/// Addresses of one mail's To/Cc that may become watchers (SPEC §2.8).
+const MAX_WATCHERS_PER_MAIL: usize = 10;
+
+/// A mail in a staff member's name that does not prove it is theirs (SPEC §7): kept as an
+/// internal note marked unverified on the ticket it aimed at (in quarantine when it aimed at
+/// none), it relays nothing and changes nothing; the staff member is told, with the text.
+fn unverified_staff_mail(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: Option<i64>,
+    actor: &Actor,
+    incoming: &mut Incoming,
+    now: i64,
+) -> anyhow::Result<Outcome> {
+    tracing::warn!(from = %actor.address, ticket, "unauthenticated mail in a staff member's name: kept, not acted on");
+    incoming.unverified = true;
+    let row = match ticket {
+        Some(number) => tickets::get_ticket(conn, number)?,
+        None => None,
+    };
+    if let Some(row) = &row {
+        actions::store_message(conn, desk, row.number, MessageKind::Note, &actor.address, incoming, now)?;
+    }
+    if !incoming.auto {
+        let mut n = Notice::new("unverified_staff_mail", row.as_ref(), Kind::Automatic);
+        n.recipients = vec![actor.address.clone()];
+        n.in_reply_to = incoming.mail_message_id.clone();
+        // A reply to this warning must not act on the ticket by mistake.
+        n.reply_as = None;
+        let personal = desk.personal_address(&actor.address);
+        n.extra = json!({ "body": incoming.full_text, "personal_address": personal.as_str() });
+        queue(conn, desk, n, now)?;
+    }
+    Ok(match row {
+        Some(row) => Outcome::Ticket { number: row.number, created: false },
+        None => Outcome::Quarantined(UNVERIFIED_STAFF.into()),
     })
 }
 
+/// The quarantine reason of an unauthenticated staff mail that aimed at no ticket.
+pub const UNVERIFIED_STAFF: &str = "unauthenticated mail in a staff member's name";
+
 /// Candidate tickets in SPEC order: references (most recent first), subject token, plus-address.
-fn candidates(conn: &mut Conn, desk: &Desk, mail: &InboundMail) -> anyhow::Result<Vec<Candidate>> {
-    let mut found: Vec<(Clue, i64)> = Vec::new();
+/// A signed reply address (`reply_ticket`) names its ticket as surely as our Message-IDs do.
+fn candidates(
+    conn: &mut Conn,
+    desk: &Desk,
+    mail: &InboundMail,
+    reply_ticket: Option<i64>,
+) -> anyhow::Result<Vec<Candidate>> {
+    let mut found: Vec<(Clue, i64)> = reply_ticket.map(|n| (Clue::Reference, n)).into_iter().collect();
     for r in mail.references.iter().take(50) {
         let number = match message_id::ticket_of(r, &desk.secret) {
             Some(n) => Some(n),
@@ -422,10 +494,12 @@ fn staff_new_ticket(
         actions::change_status(conn, desk, &ticket, s, &actor.address, Mailing::Silent, now)?;
     }
     if on_behalf {
+        // Staff's own address never reaches a customer (SPEC §7): their display name only.
+        let by = actions::display_name_only(actor);
         let text = if desk.lang() == "en" {
-            format!("Opened by {} on behalf of {requester}", actor.address)
+            format!("Opened by {by} on behalf of {requester}")
         } else {
-            format!("Ouvert par {} pour le compte de {requester}", actor.address)
+            format!("Ouvert par {by} pour le compte de {requester}")
         };
         actions::record_event(conn, number, &actor.address, &text, now)?;
     }
@@ -525,7 +599,10 @@ fn delivery_report(conn: &mut Conn, desk: &Desk, report: &parse::DeliveryReport,
     let Some(row) = outbox::by_message_id(conn, original)? else {
         return Ok(Outcome::Dropped("delivery report about a mail that is not ours".into()));
     };
-    let failures: Vec<&parse::DsnRecipient> = report.recipients.iter().filter(|r| r.is_permanent_failure()).collect();
+    // Only the notification's own recipient: a report naming anyone else changes nothing for them
+    // (a forged report must not cut people off from their mail, SPEC §7).
+    let failures: Vec<&parse::DsnRecipient> =
+        report.recipients.iter().filter(|r| r.is_permanent_failure() && r.address.as_str() == row.recipient).collect();
     if failures.is_empty() {
         return Ok(Outcome::Report { ticket: row.ticket_number });
     }

@@ -50,6 +50,11 @@ impl Desk {
         self.staff.contains(address)
     }
 
+    /// A staff member's personal command address: the reply address of ticket 0 (`trust`).
+    pub fn personal_address(&self, staff: &EmailAddress) -> EmailAddress {
+        crate::trust::reply_address(&self.secret, &self.helpdesk, 0, staff)
+    }
+
     pub fn lang(&self) -> &str {
         &self.settings.helpdesk.language
     }

@@ -11,6 +11,7 @@ use crate::notify::pending::PendingMail;
 pub use crate::notify::render::human_size;
 use crate::store::tickets::{TicketRow, add_thread_id, thread_references};
 use crate::store::{Conn, outbox};
+use crate::trust;
 
 /// How a notification counts for the loop breakers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub struct Notice<'a> {
     pub files: Vec<(String, String, String)>,
     /// Automatic error mails go out with the null envelope sender.
     pub null_sender: bool,
+    /// The ticket of each recipient's signed reply address (`0`: a staff member's personal
+    /// command address); `None`: replies go to the plain helpdesk address.
+    pub reply_as: Option<i64>,
 }
 
 impl<'a> Notice<'a> {
@@ -57,6 +61,7 @@ impl<'a> Notice<'a> {
             from_name: None,
             files: Vec::new(),
             null_sender: false,
+            reply_as: ticket.map(|t| t.number),
         }
     }
 }
@@ -131,7 +136,7 @@ fn queue_one(
         "public_url": settings.helpdesk.public_url,
         "recipient": to.as_str(),
         "body": "", "author": "", "reason": "", "files": [], "limit": human_size(settings.helpdesk.max_attachment_bytes, lang),
-        "link": "", "commands": [], "token": "", "ticket_url": "",
+        "link": "", "commands": [], "token": "", "ticket_url": "", "personal_address": "",
         "ticket": {"number": 0, "subject": "", "status": "", "status_label": "", "priority": "", "priority_label": "",
                    "requester": "", "product": "", "service": ""},
     });
@@ -173,6 +178,10 @@ fn queue_one(
         from_name,
         from_address: desk.helpdesk.to_string(),
         to: vec![to.to_string()],
+        // The recipient's "Reply" carries the proof that it is them (SPEC §7).
+        reply_to: notice
+            .reply_as
+            .map(|ticket| trust::reply_address(&desk.secret, &desk.helpdesk, ticket, to).to_string()),
         message_id: mid.clone(),
         in_reply_to,
         references,

@@ -31,6 +31,9 @@ pub struct OutgoingMail {
     pub from_address: String,
     /// Bare addresses, already validated by the caller.
     pub to: Vec<String>,
+    /// Where the recipient's "Reply" goes: their signed reply address (`trust`), shown with the
+    /// helpdesk's name.
+    pub reply_to: Option<String>,
     pub subject: String,
     /// Without `<>`; see [`super::message_id::ours`].
     pub message_id: String,
@@ -57,6 +60,9 @@ pub fn compose(mail: &OutgoingMail) -> anyhow::Result<Vec<u8>> {
     let mut builder = Message::builder().from(from).subject(header_text(&mail.subject)).message_id(Some(message_id));
     for to in &mail.to {
         builder = builder.to(Mailbox::new(None, address(to)?));
+    }
+    if let Some(reply_to) = &mail.reply_to {
+        builder = builder.reply_to(Mailbox::new(non_empty(header_text(&mail.from_name)), address(reply_to)?));
     }
     if let Some(id) = mail.in_reply_to.as_deref().and_then(message_id_or_skip) {
         builder = builder.in_reply_to(id);
@@ -196,6 +202,7 @@ mod tests {
             from_name: "Support Cisa".into(),
             from_address: "support@example.com".into(),
             to: vec!["client@customer.example".into(), "boss@customer.example".into()],
+            reply_to: Some("support+42-0123456789abcdef@support.example.com".into()),
             subject: "[Ticket #42] Imprimante bloquée".into(),
             message_id: "guichet.42.0123456789abcdef.fedcba9876543210@example.com".into(),
             in_reply_to: Some("CAF-first@mail.customer.example".into()),
@@ -241,6 +248,9 @@ mod tests {
         assert!(parsed.date().is_some());
         assert_eq!(parsed.message_id(), Some("guichet.42.0123456789abcdef.fedcba9876543210@example.com"));
         assert_eq!(parsed.in_reply_to().as_text(), Some("CAF-first@mail.customer.example"));
+        let reply_to = parsed.reply_to().and_then(|a| a.first()).unwrap();
+        assert_eq!(reply_to.address(), Some("support+42-0123456789abcdef@support.example.com"));
+        assert_eq!(reply_to.name(), Some("Support Cisa"));
         assert_eq!(text_list(parsed.references()), ["CAF-first@mail.customer.example", "guichet.42.a.b@example.com"]);
         assert_eq!(parsed.header_raw("Auto-Submitted").map(str::trim), Some("auto-replied"));
         assert_eq!(parsed.header_raw("X-Auto-Response-Suppress").map(str::trim), Some("All"));

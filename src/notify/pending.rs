@@ -30,6 +30,10 @@ pub struct PendingMail {
     pub from_name: String,
     pub from_address: String,
     pub to: Vec<String>,
+    /// The recipient's signed reply address (`trust::reply_address`); absent in rows queued by
+    /// versions before it.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     pub message_id: String,
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
@@ -78,6 +82,7 @@ impl PendingMail {
             from_name: self.from_name.clone(),
             from_address: self.from_address.clone(),
             to: self.to.clone(),
+            reply_to: self.reply_to.clone(),
             subject: shorten_subject(&rendered.subject, &self.token, compose::MAX_SUBJECT_CHARS),
             message_id: self.message_id.clone(),
             in_reply_to: self.in_reply_to.clone(),

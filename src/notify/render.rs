@@ -25,7 +25,7 @@
 //! Per event (besides `helpdesk_name`; "ticket" means `token`, `ticket`, `ticket_url`):
 //! | event | required | optional |
 //! | --- | --- | --- |
-//! | `ticket_created` (to requester and watchers) | ticket | |
+//! | `ticket_created` (to the requester) | ticket | `files`, `limit` (refused attachments) |
 //! | `staff_alert_created` (to staff) | ticket, `author`, `body` | |
 //! | `staff_answer` (to requester and watchers) | ticket, `body` | `author` |
 //! | `status_changed` | ticket | `body` |
@@ -35,6 +35,7 @@
 //! | `login_link` | `link` | |
 //! | `attachment_refused` | ticket, `files` (list of `{name, size}`), `limit` | |
 //! | `unknown_command` (to a staff member) | `commands` (the unknown command lines) | ticket |
+//! | `unverified_staff_mail` (to the staff member a mail claimed to be from) | `body`, `personal_address` | ticket |
 //!
 //! `size` and `limit` are human sizes in the mail's language: see [`human_size`].
 
@@ -65,6 +66,7 @@ pub const EVENTS: &[&str] = &[
     "login_link",
     "attachment_refused",
     "unknown_command",
+    "unverified_staff_mail",
 ];
 /// The languages with templates; the first one is the default.
 pub const LANGUAGES: &[&str] = &["fr", "en"];
@@ -280,6 +282,7 @@ mod tests {
             "limit": human_size(2_097_152, lang),
             "link": LINK,
             "commands": ["#statut fermé"],
+            "personal_address": "support+0-0123456789abcdef@example.com",
         })
     }
 

@@ -61,23 +61,42 @@ fn is_out_of_office_subject(subject: &str) -> bool {
 }
 
 /// Reads one `Authentication-Results` value: `authserv-id [version]; method=result props; …`.
-/// Only the `dmarc` method matters to Guichet; comments are dropped first since some servers
-/// write `dmarc=pass` inside an `arc=` comment.
+/// Only the `dmarc` and `dkim` methods matter to Guichet (`trust`); comments are dropped first
+/// since some servers write `dmarc=pass` inside an `arc=` comment.
 pub(super) fn parse_auth_results(value: &str) -> Option<AuthResult> {
     let value = strip_comments(value);
     let mut statements = value.split(';');
     let authserv_id = statements.next()?.split_whitespace().next()?.to_ascii_lowercase();
-    let mut result = AuthResult { authserv_id, dmarc: None, header_from: None };
+    let mut result =
+        AuthResult { authserv_id, dmarc: None, header_from: None, dkim_pass: Vec::new(), dkim_seen: false };
     for statement in statements {
         let mut tokens = statement.split_whitespace();
-        let Some(verdict) = tokens.next().and_then(|t| strip_prefix_ignore_case(t, "dmarc=")) else {
-            continue;
+        let Some(first) = tokens.next() else { continue };
+        let property = |tokens: &mut std::str::SplitWhitespace, name: &str| {
+            tokens.find_map(|t| strip_prefix_ignore_case(t, name)).map(|d| d.trim_matches('"').to_ascii_lowercase())
         };
-        result.dmarc = Some(verdict.to_ascii_lowercase());
-        result.header_from = tokens
-            .find_map(|t| strip_prefix_ignore_case(t, "header.from="))
-            .map(|d| d.trim_matches('"').to_ascii_lowercase());
-        break;
+        if let Some(verdict) = strip_prefix_ignore_case(first, "dmarc=") {
+            if result.dmarc.is_none() {
+                result.dmarc = Some(verdict.to_ascii_lowercase());
+                result.header_from = property(&mut tokens, "header.from=");
+            }
+        } else if let Some(verdict) = strip_prefix_ignore_case(first, "dkim=") {
+            result.dkim_seen = true;
+            if verdict.eq_ignore_ascii_case("pass") && result.dkim_pass.len() < 10 {
+                let props: Vec<&str> = tokens.collect();
+                let domain = props
+                    .iter()
+                    .find_map(|t| strip_prefix_ignore_case(t, "header.d="))
+                    .or_else(|| {
+                        props
+                            .iter()
+                            .find_map(|t| strip_prefix_ignore_case(t, "header.i="))
+                            .map(|i| i.rsplit('@').next().unwrap_or(i))
+                    })
+                    .map(|d| d.trim_matches('"').to_ascii_lowercase());
+                result.dkim_pass.extend(domain);
+            }
+        }
     }
     Some(result)
 }

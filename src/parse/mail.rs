@@ -57,6 +57,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
         to: message.all_to().flat_map(|a| mailboxes(a, MAX_ADDRESSES)).take(MAX_ADDRESSES).collect(),
         cc: message.all_cc().flat_map(|a| mailboxes(a, MAX_ADDRESSES)).take(MAX_ADDRESSES).collect(),
         from: Some(from),
+        from_count: from_count(&message),
         delivered_to: delivered_to(&message),
         date: message.date().filter(|d| d.is_valid()).map(|d| d.to_timestamp()),
         text,
@@ -72,6 +73,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
             .filter_map(|v| parse_auth_results(&v))
             .collect(),
         forwarded_from,
+        spam_headers: spam_headers(&message),
         size: raw.len(),
     })
 }
@@ -178,6 +180,33 @@ fn delivered_to(message: &Message<'_>) -> Vec<EmailAddress> {
         }
     }
     out
+}
+
+/// Addresses in all `From` headers together (a header that holds none still counts as one).
+fn from_count(message: &Message<'_>) -> usize {
+    message
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::From)
+        .map(|h| match &h.value {
+            HeaderValue::Address(a) => a.iter().count().max(1),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// `X-Spam…` headers (name, unfolded value), capped: the receiving server's spam verdict.
+fn spam_headers(message: &Message<'_>) -> Vec<(String, String)> {
+    message
+        .headers()
+        .iter()
+        .filter(|h| h.name.as_str().get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-spam")))
+        .take(MAX_HEADER_VALUES)
+        .filter_map(|h| {
+            let name = h.name.as_str().to_string();
+            raw_values(message, h.name.as_str()).next().map(|v| (name, v))
+        })
+        .collect()
 }
 
 /// Raw values of every top-level header named `name` (any case), unfolded and trimmed.

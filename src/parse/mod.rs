@@ -37,6 +37,9 @@ pub struct InboundMail {
     pub references: Vec<String>,
     pub subject: String,
     pub from: Option<Mailbox>,
+    /// How many addresses the `From` headers hold, all of them together: a mail is authenticated
+    /// only as its one and only sender (`trust`).
+    pub from_count: usize,
     pub reply_to: Vec<Mailbox>,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
@@ -62,6 +65,8 @@ pub struct InboundMail {
     pub auth_results: Vec<AuthResult>,
     /// For a forwarded mail (`Fwd:`/`TR:`): the original sender found in the forwarded header block.
     pub forwarded_from: Option<Mailbox>,
+    /// `X-Spam…` headers as (name, value): the receiving server's spam verdict, read by `desk`.
+    pub spam_headers: Vec<(String, String)>,
     /// Size of the raw mail in bytes.
     pub size: usize,
 }
@@ -159,6 +164,10 @@ pub struct AuthResult {
     pub dmarc: Option<String>,
     /// `header.from=` domain of the dmarc result, lower-cased.
     pub header_from: Option<String>,
+    /// Signing domains (`header.d=`, else the domain of `header.i=`) of the `dkim=pass` results.
+    pub dkim_pass: Vec<String>,
+    /// Whether the header holds any `dkim=` result.
+    pub dkim_seen: bool,
 }
 
 /// Why a mail could not be parsed at all.

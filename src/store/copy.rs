@@ -66,7 +66,7 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
         copy_table!(src, dst, watchers, (ticket_number: i64, address: String)),
         copy_table!(src, dst, messages, (id: i64, ticket_number: i64, kind: String, from_addr: String,
             from_name: Option<String>, at: i64, subject: String, text: String, full_text: String, html: Option<String>,
-            mail_message_id: Option<String>, raw_mail_id: Option<i64>, auto: bool, refused: String)),
+            mail_message_id: Option<String>, raw_mail_id: Option<i64>, auto: bool, refused: String, unverified: bool)),
         copy_table!(src, dst, thread_ids, (message_id: String, ticket_number: i64)),
         copy_table!(src, dst, blobs, (sha256: String, size: i64, data: Vec<u8>, raw_mail_id: Option<i64>,
             raw_start: Option<i64>, raw_end: Option<i64>)),

@@ -53,6 +53,7 @@ diesel::table! {
         raw_mail_id -> Nullable<BigInt>,
         auto -> Bool,
         refused -> Text,
+        unverified -> Bool,
     }
 }
 

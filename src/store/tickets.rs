@@ -158,6 +158,8 @@ pub struct NewMessage<'a> {
     pub raw_mail_id: Option<i64>,
     pub auto: bool,
     pub refused: &'a [RefusedAttachment],
+    /// Its mail was not authenticated as its sender (SPEC §7).
+    pub unverified: bool,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -185,6 +187,7 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
             messages::raw_mail_id.eq(m.raw_mail_id),
             messages::auto.eq(m.auto),
             messages::refused.eq(serde_json::to_string(m.refused)?),
+            messages::unverified.eq(m.unverified),
         ))
         .execute(conn)?;
     if let Some(mid) = m.mail_message_id {
@@ -267,6 +270,7 @@ pub struct MessageRow {
     pub raw_mail_id: Option<i64>,
     pub auto: bool,
     pub refused: String,
+    pub unverified: bool,
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -384,6 +388,8 @@ pub struct MessageJson {
     pub full_text: String,
     pub html: Option<String>,
     pub auto: bool,
+    /// Its mail was not authenticated as its sender (SPEC §7).
+    pub unverified: bool,
     pub attachments: Vec<AttachmentJson>,
     pub refused_attachments: Vec<RefusedAttachment>,
 }
@@ -452,6 +458,7 @@ pub fn ticket_with_messages(conn: &mut Conn, number: i64, include_notes: bool) -
                 full_text: m.full_text,
                 html: m.html,
                 auto: m.auto,
+                unverified: m.unverified,
             })
             .collect(),
     );
