@@ -208,7 +208,8 @@ mod tests {
         let client = addr("client@customer.example");
         let reply = reply_address(SECRET, &helpdesk(), 42, &client);
 
-        let verdict = authenticate(&mail("client@customer.example", &[reply.clone()]), SECRET, &[helpdesk()], None);
+        let verdict =
+            authenticate(&mail("client@customer.example", std::slice::from_ref(&reply)), SECRET, &[helpdesk()], None);
 
         assert!(reply.as_str().starts_with("support+42-"), "{reply}");
         assert_eq!(verdict.proof, Some(Proof::ReplyAddress(Some(42))));

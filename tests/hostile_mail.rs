@@ -353,15 +353,24 @@ fn an_attachment_at_exactly_the_limit_is_kept_and_one_byte_over_is_refused_and_t
     assert_eq!(m.refused_attachments.len(), 1);
     assert_eq!(m.refused_attachments[0].name, "over.bin");
     assert_eq!(m.refused_attachments[0].size, MAX_ATTACHMENT as u64 + 1);
-    assert!(
-        d.outbox().contains(&("attachment_refused".to_string(), "paul@customer.example".to_string())),
-        "the sender is told: {:?}",
-        d.outbox()
-    );
-    assert!(
-        !d.outbox().iter().any(|(e, r)| e == "attachment_refused" && r == "marie@customer.example"),
-        "nothing refused at the limit"
-    );
+    // The sender is told in the acknowledgement (one inbound mail, one automatic mail).
+    let told = |who: &str| -> Vec<String> {
+        d.app
+            .store
+            .read(|c| {
+                Ok(outbox::table
+                    .filter(outbox::recipient.eq(who))
+                    .filter(outbox::event.eq("ticket_created"))
+                    .select(outbox::spec.assume_not_null())
+                    .load::<String>(c)?)
+            })
+            .unwrap()
+    };
+    let paul = told("paul@customer.example");
+    assert!(paul.len() == 1 && paul[0].contains("over.bin"), "the sender is told: {paul:?}");
+    let limit = told("marie@customer.example");
+    assert!(limit.len() == 1 && limit[0].contains(r#""files":[]"#), "nothing refused at the limit: {limit:?}");
+    assert!(!d.outbox().iter().any(|(e, _)| e == "attachment_refused"), "no second automatic mail");
 }
 
 /// SPEC §2.9. Only our MX's verdict counts: the trusted `Authentication-Results` nearest the top.
@@ -378,8 +387,9 @@ fn forged_authentication_results_are_ignored() {
 
     // Our MX says fail; a "pass" with our id, forged below it, changes nothing.
     let r = d.ingest("forged pass below a real fail", b"Authentication-Results: mx.example.com; dmarc=fail (p=reject) header.from=example.com\nReceived: from evil.example by mx.example.com\nAuthentication-Results: mx.example.com; dmarc=pass header.from=example.com\nFrom: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante\nMessage-ID: <ar2@evil.example>\n\n#status closed\n");
-    assert_eq!(r, Outcome::Ticket { number: 2, created: true }, "not a staff action on ticket 1");
-    assert!(d.ticket(2).unverified);
+    assert_eq!(r, Outcome::Ticket { number: 1, created: false }, "kept on ticket 1 as a note");
+    let kept = d.ticket(1).messages.unwrap().into_iter().last().unwrap();
+    assert!(kept.kind == "note" && kept.unverified, "not a staff action: {kept:?}");
     assert_eq!(d.ticket(1).status, "new");
 
     // Our MX says pass; a "fail" with our id forged below it is ignored as well.

@@ -74,6 +74,27 @@ shared = true
     fn sent_to(&self, who: &str) -> Vec<(String, String)> {
         self.outbox().into_iter().filter(|(_, r, _)| r == who).map(|(e, _, d)| (e, d)).collect()
     }
+
+    /// Where `who`'s mail client sends a "Reply" to the last mail they got: its Reply-To.
+    fn reply_address(&self, who: &str) -> String {
+        let (_, last) = self.sent_to(who).pop().unwrap_or_else(|| panic!("{who} got no mail"));
+        let reply_to = header(&last, "Reply-To").expect("a notification has a Reply-To");
+        reply_to.rsplit('<').next().unwrap().trim_end_matches('>').to_string()
+    }
+
+    /// `who` (staff) answers the last mail they got, with "Reply": `rest` is everything after
+    /// the From and To lines.
+    fn staff_reply(&self, who: &str, rest: &str) -> Outcome {
+        let to = self.reply_address(who);
+        self.mail(&format!("From: {who}\nTo: {to}\n{rest}"))
+    }
+
+    /// `who` (staff) writes a new mail to their personal command address.
+    fn staff_new(&self, who: &str, rest: &str) -> Outcome {
+        let address = guichet::domain::EmailAddress::parse(who).unwrap();
+        let to = self.app.desk.personal_address(&address);
+        self.mail(&format!("From: {who}\nTo: {to}\n{rest}"))
+    }
 }
 
 fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
@@ -114,9 +135,10 @@ fn a_new_mail_opens_a_ticket_and_is_acknowledged_with_threading_headers() {
     assert_eq!(header(mail, "Auto-Submitted"), Some("auto-replied"));
     assert!(mail.contains("[Ticket #1]"));
     assert!(mail.contains("/tickets/1"));
-    // Staff hear of it; the Cc'd watcher is acknowledged too.
+    // Staff hear of it; the Cc'd watcher is mailed only once a person answers (SPEC §7: one
+    // inbound mail, at most one automatic mail).
     assert_eq!(d.sent_to("alice@example.com").len(), 1);
-    assert_eq!(d.sent_to("boss@customer.example").len(), 1);
+    assert_eq!(d.sent_to("boss@customer.example").len(), 0);
 }
 
 #[test]
@@ -201,8 +223,10 @@ fn a_three_megabyte_attachment_is_refused_and_the_sender_told() {
     assert_eq!(m.refused_attachments.len(), 1);
     assert_eq!(m.refused_attachments[0].name, "huge.zip");
     assert_eq!(m.refused_attachments[0].size, 3 * 1024 * 1024);
-    let told: Vec<_> = d.sent_to("a@customer.example").into_iter().filter(|(e, _)| e == "attachment_refused").collect();
+    // Told in the acknowledgement: one inbound mail, one automatic mail.
+    let told = d.sent_to("a@customer.example");
     assert_eq!(told.len(), 1);
+    assert_eq!(told[0].0, "ticket_created");
     assert!(told[0].1.contains("huge.zip"));
 }
 
@@ -221,7 +245,10 @@ fn a_broken_mail_is_quarantined_and_the_next_one_processed() {
 #[test]
 fn an_out_of_office_on_a_waiting_ticket_changes_nothing_and_answers_nothing() {
     let d = opened();
-    d.mail("From: Alice <alice@example.com>\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante bloquée\nMessage-ID: <s1@example.com>\n\nPouvez-vous la redémarrer ?\n");
+    d.staff_reply(
+        "alice@example.com",
+        "Subject: Re: [Ticket #1] Imprimante bloquée\nMessage-ID: <s1@example.com>\n\nPouvez-vous la redémarrer ?\n",
+    );
     assert_eq!(d.ticket(1).status, "waiting");
     let before = d.outbox().len();
     let r = d.mail("From: marie@customer.example\nTo: support@example.com\nSubject: Réponse automatique : [Ticket #1] Imprimante bloquée\nAuto-Submitted: auto-replied\nMessage-ID: <ooo@customer.example>\n\nJe suis absente.\n");
@@ -233,7 +260,8 @@ fn an_out_of_office_on_a_waiting_ticket_changes_nothing_and_answers_nothing() {
 #[test]
 fn staff_answers_are_relayed_without_the_staff_address_or_the_quoted_history() {
     let d = opened();
-    d.mail("From: Alice Bernard <alice@example.com>\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante bloquée\nMessage-ID: <s2@example.com>\n\nRedémarrez-la, s'il vous plaît.\n\nLe lun. 30 nov. 2026 à 09:00, Marie <marie@customer.example> a écrit :\n> Bonjour, l'imprimante est bloquée.\n");
+    let to = d.reply_address("alice@example.com");
+    d.mail(&format!("From: Alice Bernard <alice@example.com>\nTo: {to}\nSubject: Re: [Ticket #1] Imprimante bloquée\nMessage-ID: <s2@example.com>\n\nRedémarrez-la, s'il vous plaît.\n\nLe lun. 30 nov. 2026 à 09:00, Marie <marie@customer.example> a écrit :\n> Bonjour, l'imprimante est bloquée.\n"));
     let relayed: Vec<_> =
         d.sent_to("marie@customer.example").into_iter().filter(|(e, _)| e == "staff_answer").collect();
     assert_eq!(relayed.len(), 1);
@@ -243,6 +271,9 @@ fn staff_answers_are_relayed_without_the_staff_address_or_the_quoted_history() {
     assert!(header(mail, "Auto-Submitted").is_none());
     assert!(!mail.contains("a =C3=A9crit") && !mail.contains("a écrit"), "quoted history relayed:\n{mail}");
     assert_eq!(d.sent_to("boss@customer.example").iter().filter(|(e, _)| e == "staff_answer").count(), 1);
+    // Each customer's copy carries their own signed reply address.
+    assert!(header(mail, "Reply-To").unwrap().contains("support+1-"), "{mail}");
+    assert_ne!(d.reply_address("boss@customer.example"), d.reply_address("marie@customer.example"));
     assert_eq!(d.ticket(1).status, "waiting");
 }
 
@@ -250,11 +281,14 @@ fn staff_answers_are_relayed_without_the_staff_address_or_the_quoted_history() {
 fn a_note_reaches_no_customer_and_status_commands_apply() {
     let d = opened();
     let before = d.sent_to("marie@customer.example").len();
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <n1@example.com>\n\n#note\nClient difficile, voir contrat.\n");
+    d.staff_reply(
+        "alice@example.com",
+        "Subject: Re: [Ticket #1]\nMessage-ID: <n1@example.com>\n\n#note\nClient difficile, voir contrat.\n",
+    );
     assert_eq!(d.sent_to("marie@customer.example").len(), before);
     let t = d.ticket(1);
     assert!(t.messages.as_ref().unwrap().iter().any(|m| m.kind == "note" && m.text.contains("Client difficile")));
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <n2@example.com>\n\n#status closed\n");
+    d.staff_reply("alice@example.com", "Subject: Re: [Ticket #1]\nMessage-ID: <n2@example.com>\n\n#status closed\n");
     assert_eq!(d.ticket(1).status, "closed");
     assert!(d.sent_to("marie@customer.example").iter().any(|(e, _)| e == "ticket_closed"));
     // A customer answer within the window reopens it.
@@ -266,7 +300,10 @@ fn a_note_reaches_no_customer_and_status_commands_apply() {
 fn an_unknown_staff_command_is_answered_and_nothing_relayed() {
     let d = opened();
     let before = d.sent_to("marie@customer.example").len();
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <u1@example.com>\n\n#frobnicate\nTexte.\n");
+    d.staff_reply(
+        "alice@example.com",
+        "Subject: Re: [Ticket #1]\nMessage-ID: <u1@example.com>\n\n#frobnicate\nTexte.\n",
+    );
     assert_eq!(d.sent_to("marie@customer.example").len(), before);
     let answers: Vec<_> = d.sent_to("alice@example.com").into_iter().filter(|(e, _)| e == "unknown_command").collect();
     assert_eq!(answers.len(), 1);
@@ -276,7 +313,7 @@ fn an_unknown_staff_command_is_answered_and_nothing_relayed() {
 #[test]
 fn a_staff_forward_opens_a_ticket_for_the_original_sender() {
     let d = Desk::new();
-    let r = d.mail("From: bob@support.example.com\nTo: support@example.com\nSubject: TR: Facture erronée\nMessage-ID: <f1@support.example.com>\n\n-----Message d'origine-----\nDe : Client Dupuis <dupuis@customer.example>\nEnvoyé : lundi 30 novembre 2026 08:00\nÀ : Bob\nObjet : Facture erronée\n\nLa facture 42 est fausse.\n");
+    let r = d.staff_new("bob@support.example.com", "Subject: TR: Facture erronée\nMessage-ID: <f1@support.example.com>\n\n-----Message d'origine-----\nDe : Client Dupuis <dupuis@customer.example>\nEnvoyé : lundi 30 novembre 2026 08:00\nÀ : Bob\nObjet : Facture erronée\n\nLa facture 42 est fausse.\n");
     assert_eq!(r, Outcome::Ticket { number: 1, created: true });
     assert_eq!(d.ticket(1).requester, "dupuis@customer.example");
     assert_eq!(d.ticket(1).subject, "Facture erronée");
@@ -285,7 +322,7 @@ fn a_staff_forward_opens_a_ticket_for_the_original_sender() {
 #[test]
 fn requester_command_opens_a_ticket_on_behalf_of_a_customer() {
     let d = Desk::new();
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Appel téléphonique\nMessage-ID: <r1@example.com>\n\n#requester client@customer.example\nLe client signale une panne.\n");
+    d.staff_new("alice@example.com", "Subject: Appel téléphonique\nMessage-ID: <r1@example.com>\n\n#requester client@customer.example\nLe client signale une panne.\n");
     let t = d.ticket(1);
     assert_eq!(t.requester, "client@customer.example");
     assert_eq!(d.sent_to("client@customer.example").len(), 1);
@@ -318,7 +355,7 @@ fn a_delivery_report_marks_the_notification_failed_and_opens_no_ticket() {
     assert_eq!(failed, 1);
     // No more automatic mail to that address for 60 days.
     let before = d.sent_to("marie@customer.example").len();
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <s9@example.com>\n\n#status closed\n");
+    d.staff_reply("alice@example.com", "Subject: Re: [Ticket #1]\nMessage-ID: <s9@example.com>\n\n#status closed\n");
     assert_eq!(d.sent_to("marie@customer.example").len(), before);
 }
 
@@ -469,10 +506,12 @@ fn a_dmarc_failure_opens_an_unverified_ticket_and_never_reaches_an_existing_one(
     let r = d.mail("Authentication-Results: mx.example.com; dmarc=fail header.from=customer.example\nFrom: marie@customer.example\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante\nMessage-ID: <forged@evil.example>\n\nforged\n");
     assert_eq!(r, Outcome::Ticket { number: 2, created: true });
     assert!(d.ticket(2).unverified);
-    // Claiming a staff address does not make a staff answer either.
+    // Claiming a staff address does not make a staff answer either: an unverified note.
     let r = d.mail("Authentication-Results: mx.example.com; dmarc=fail header.from=example.com\nFrom: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <forged2@evil.example>\n\n#status closed\n");
-    assert_eq!(r, Outcome::Ticket { number: 3, created: true });
+    assert_eq!(r, Outcome::Ticket { number: 1, created: false });
     assert_eq!(d.ticket(1).status, "new");
+    assert!(d.ticket(1).messages.unwrap().iter().any(|m| m.kind == "note" && m.unverified));
+    assert_eq!(d.ticket_count(), 2);
     // A result from another server is not trusted.
     let r = d.mail("Authentication-Results: mx.evil.example; dmarc=fail header.from=customer.example\nFrom: marie@customer.example\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante\nMessage-ID: <m7@customer.example>\n\nok\n");
     assert_eq!(r, Outcome::Ticket { number: 1, created: false });
@@ -491,7 +530,7 @@ fn company_members_join_shared_company_tickets() {
 fn a_reply_to_a_ticket_closed_too_long_ago_opens_a_new_one_that_refers_to_it() {
     let d = Desk::with("reopen_window_days = 0");
     d.mail(FIRST);
-    d.mail("From: alice@example.com\nTo: support@example.com\nSubject: Re: [Ticket #1]\nMessage-ID: <cl@example.com>\n\n#status closed\n");
+    d.staff_reply("alice@example.com", "Subject: Re: [Ticket #1]\nMessage-ID: <cl@example.com>\n\n#status closed\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = d.mail("From: marie@customer.example\nTo: support@example.com\nSubject: Re: [Ticket #1] Imprimante bloquée\nMessage-ID: <late@customer.example>\n\nencore\n");
     assert_eq!(r, Outcome::Ticket { number: 2, created: true });

@@ -68,8 +68,9 @@ async fn out_of_office_responders_never_loop_and_change_no_status() {
         .await
         .expect("Postfix accepts");
     eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
-    let answer = mail(common::guichet::STAFF, "Re: [Ticket #1] Question", "s1@example.com", "", "Voici la réponse.");
-    stack.smtp_send(common::guichet::STAFF, &[HELPDESK], &answer).await.expect("Postfix accepts");
+    let alert = stack.wait_for_messages(common::guichet::STAFF, "INBOX", 1, WAIT).await.remove(0);
+    let (to, answer) = common::guichet::reply(&alert, common::guichet::STAFF, "s1@example.com", "Voici la réponse.");
+    stack.smtp_send(common::guichet::STAFF, &[&to], &answer).await.expect("Postfix accepts");
     let relayed = stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(stack.dovecot_log().contains("discarding vacation response"), "the responder saw our mails and kept quiet");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::guichet::{Config, HELPDESK, STAFF, eventually, header, mail};
+use common::guichet::{Config, HELPDESK, STAFF, eventually, header, mail, reply, reply_address_of};
 use common::mail_stack::MailStack;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -17,21 +17,6 @@ fn messages(t: &serde_json::Value) -> Vec<serde_json::Value> {
 
 fn text_of(raw: &[u8]) -> String {
     mail_parser::MessageParser::default().parse(raw).unwrap().body_text(0).unwrap_or_default().into_owned()
-}
-
-/// A reply to `original` as a mail client writes it: Re: subject, In-Reply-To, References,
-/// the quoted original below an attribution line.
-fn reply_to(original: &[u8], from: &str, message_id: &str, body: &str) -> Vec<u8> {
-    let subject = header(original, "Subject").unwrap();
-    let parent = header(original, "Message-ID").unwrap();
-    let quoted: String = text_of(original).lines().map(|l| format!("> {l}\n")).collect();
-    mail(
-        from,
-        &format!("Re: {subject}"),
-        message_id,
-        &format!("In-Reply-To: {parent}\nReferences: {parent}\n"),
-        &format!("{body}\n\nLe lun. 30 nov. 2026 à 10:00, Support <{HELPDESK}> a écrit :\n{quoted}"),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,13 +35,10 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
 
     // Staff receive the alert and answer it from their own client.
     let alerts = stack.wait_for_messages(STAFF, "INBOX", 1, WAIT).await;
-    let answer = reply_to(
-        &alerts[0],
-        "Alice Bernard <alice@example.com>",
-        "a1@example.com",
-        "Bonjour, votre compte est débloqué.",
-    );
-    stack.smtp_send(STAFF, &[HELPDESK], &answer).await.expect("accepted");
+    let (to, answer) =
+        reply(&alerts[0], "Alice Bernard <alice@example.com>", "a1@example.com", "Bonjour, votre compte est débloqué.");
+    assert!(to.starts_with("support+1-"), "the alert's Reply-To is Alice's signed reply address: {to}");
+    stack.smtp_send(STAFF, &[&to], &answer).await.expect("accepted");
 
     // Acknowledgement + relayed answer, for the requester and the Cc'd colleague alike.
     let got = stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await;
@@ -74,12 +56,13 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
         "threaded for the customer's client"
     );
     assert!(header(relayed, "Auto-Submitted").is_none(), "a human answer is not auto-submitted");
-    let colleague = stack.wait_for_messages(COLLEAGUE, "INBOX", 3, WAIT).await; // Cc copy of the original, ack, answer
+    // The Cc copy of the original and the answer: a watcher is not acknowledged (SPEC §7).
+    let colleague = stack.wait_for_messages(COLLEAGUE, "INBOX", 2, WAIT).await;
     assert!(colleague.iter().any(|m| text_of(m).contains("débloqué")));
     assert_eq!(cfg.ticket(1).unwrap()["status"], "waiting");
 
     // The Cc'd colleague answers the original mail: it joins the ticket...
-    let from_colleague = reply_to(&first, COLLEAGUE, "p1@customer.example", "Chez moi aussi ça bloque.");
+    let (_, from_colleague) = reply(&first, COLLEAGUE, "p1@customer.example", "Chez moi aussi ça bloque.");
     stack.smtp_send(COLLEAGUE, &[HELPDESK], &from_colleague).await.expect("accepted");
     eventually(WAIT, "the colleague's answer on ticket 1", || {
         cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["from"] == COLLEAGUE))
@@ -91,16 +74,16 @@ async fn staff_answer_from_their_mailbox_and_the_customer_gets_it_from_the_helpd
     let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &file);
     let lines: Vec<&str> = encoded.as_bytes().chunks(76).map(|l| std::str::from_utf8(l).unwrap()).collect();
     let second = format!(
-        "From: {STAFF}\r\nTo: {HELPDESK}\r\nSubject: Re: [Ticket #1] Acces refuse\r\nMessage-ID: <a2@example.com>\r\n\
+        "From: {STAFF}\r\nTo: {to}\r\nSubject: Re: [Ticket #1] Acces refuse\r\nMessage-ID: <a2@example.com>\r\n\
          MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"sep\"\r\n\r\n\
          --sep\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDebloque pour vous deux, la procedure est jointe.\r\n\
          --sep\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"procedure.pdf\"\r\n\
          Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--sep--\r\n",
         lines.join("\r\n")
     );
-    stack.smtp_send(STAFF, &[HELPDESK], second.as_bytes()).await.expect("accepted");
+    stack.smtp_send(STAFF, &[&to], second.as_bytes()).await.expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 3, WAIT).await;
-    let c = stack.wait_for_messages(COLLEAGUE, "INBOX", 4, WAIT).await;
+    let c = stack.wait_for_messages(COLLEAGUE, "INBOX", 3, WAIT).await;
     let answer = c.iter().find(|m| text_of(m).contains("vous deux")).expect("the second answer arrives");
     let parsed = mail_parser::MessageParser::default().parse(&answer[..]).unwrap();
     let relayed_file =
@@ -122,24 +105,26 @@ async fn notes_reach_no_customer_closing_closes_and_a_customer_answer_reopens() 
         .await
         .expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 1, WAIT).await; // the acknowledgement
+    let alert = stack.wait_for_messages(STAFF, "INBOX", 1, WAIT).await.remove(0);
 
-    let note = mail(STAFF, "Re: [Ticket #1] Facture", "n1@example.com", "", "#note\nVérifier avec la compta.");
-    stack.smtp_send(STAFF, &[HELPDESK], &note).await.expect("accepted");
+    let (to, note) = reply(&alert, STAFF, "n1@example.com", "#note\nVérifier avec la compta.");
+    stack.smtp_send(STAFF, &[&to], &note).await.expect("accepted");
     eventually(WAIT, "the note on ticket 1", || {
         cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "note"))
     })
     .await;
 
-    let close = mail(STAFF, "Re: [Ticket #1] Facture", "n2@example.com", "", "#status closed");
-    stack.smtp_send(STAFF, &[HELPDESK], &close).await.expect("accepted");
+    let (to, close) = reply(&alert, STAFF, "n2@example.com", "#status closed");
+    stack.smtp_send(STAFF, &[&to], &close).await.expect("accepted");
     eventually(WAIT, "ticket 1 closed", || cfg.ticket(1).filter(|t| t["status"] == "closed")).await;
     let got = stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stack.count(CUSTOMER, "INBOX").await, 2, "the acknowledgement and the closing, never the note");
     assert!(!got.iter().any(|m| text_of(m).contains("compta")));
 
-    let again = reply_to(&got[1], CUSTOMER, "f2@customer.example", "Ce n'est pas réglé.");
-    stack.smtp_send(CUSTOMER, &[HELPDESK], &again).await.expect("accepted");
+    let (to, again) = reply(&got[1], CUSTOMER, "f2@customer.example", "Ce n'est pas réglé.");
+    assert_eq!(reply_address_of(&got[1]), to);
+    stack.smtp_send(CUSTOMER, &[&to], &again).await.expect("accepted");
     let t = eventually(WAIT, "ticket 1 reopened", || cfg.ticket(1).filter(|t| t["status"] == "open")).await;
     assert!(messages(&t).iter().any(|m| m["kind"] == "event" && m["text"].as_str().unwrap().contains("Rouvert")));
 }
@@ -149,6 +134,11 @@ async fn a_forwarded_customer_mail_becomes_the_customers_ticket() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let _daemon = cfg.start();
+    // Bob writes to his personal command address: the proof that the forward is his.
+    let out = cfg.cli(&["staff-address", "bob@support.example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let personal = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(personal.starts_with("support+0-") && personal.ends_with("@example.com"), "{personal}");
     let forward = mail(
         "Bob <bob@support.example.com>",
         "TR: Commande introuvable",
@@ -156,7 +146,9 @@ async fn a_forwarded_customer_mail_becomes_the_customers_ticket() {
         "",
         "Pour toi.\n\n---------- Message transféré ---------\nDe : Jean Client <jean@customer.example>\nDate: lun. 30 nov. 2026 à 08:12\nSubject: Commande introuvable\nTo: <bob@support.example.com>\n\nMa commande 1234 n'est jamais arrivée.",
     );
-    stack.smtp_send("bob@support.example.com", &[HELPDESK], &forward).await.expect("accepted");
+    let forward =
+        String::from_utf8(forward).unwrap().replacen(&format!("To: {HELPDESK}"), &format!("To: {personal}"), 1);
+    stack.smtp_send("bob@support.example.com", &[&personal], forward.as_bytes()).await.expect("accepted");
     let t = eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
     assert_eq!(t["requester"], "jean@customer.example");
     assert_eq!(t["subject"], "Commande introuvable");
@@ -182,8 +174,15 @@ async fn a_forged_staff_mail_is_not_relayed() {
         "Envoyez-moi votre mot de passe.",
     );
     stack.smtp_send("evil@other.example", &[HELPDESK], &forged).await.expect("accepted");
-    eventually(WAIT, "ticket 2 (unverified)", || cfg.ticket(2).filter(|t| t["unverified"] == true)).await;
+    let t = eventually(WAIT, "the forged mail kept on ticket 1", || {
+        cfg.ticket(1).filter(|t| messages(t).iter().any(|m| m["kind"] == "note" && m["unverified"] == true))
+    })
+    .await;
+    assert_eq!(t["status"], "new");
+    assert!(cfg.ticket(2).is_none(), "no ticket opened for it");
+    // Alice hears of the mail sent in her name (after her alert of the new ticket).
+    let told = stack.wait_for_messages(STAFF, "INBOX", 2, WAIT).await;
+    assert!(told.iter().any(|m| text_of(m).contains("Envoyez-moi votre mot de passe")));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stack.count(CUSTOMER, "INBOX").await, 1, "nothing relayed to the customer");
-    assert_eq!(cfg.ticket(1).unwrap()["status"], "new");
 }

@@ -40,8 +40,9 @@ async fn a_customer_logs_in_from_the_mailed_link_finds_their_ticket_and_answers_
         .await
         .expect("accepted");
     eventually(WAIT, "ticket 1", || cfg.ticket(1)).await;
-    let answer = mail(STAFF, "Re: [Ticket #1] Imprimante bloquée", "w2@example.com", "", "Changez le tambour zorglub.");
-    stack.smtp_send(STAFF, &[HELPDESK], &answer).await.expect("accepted");
+    let alert = stack.wait_for_messages(STAFF, "INBOX", 1, WAIT).await.remove(0);
+    let (to, answer) = common::guichet::reply(&alert, STAFF, "w2@example.com", "Changez le tambour zorglub.");
+    stack.smtp_send(STAFF, &[&to], &answer).await.expect("accepted");
     stack.wait_for_messages(CUSTOMER, "INBOX", 2, WAIT).await; // acknowledgement + answer
 
     // Ask for a link; it arrives in the customer's real mailbox.

@@ -275,6 +275,46 @@ pub fn mail(from: &str, subject: &str, message_id: &str, extra_headers: &str, bo
     .into_bytes()
 }
 
+/// What a mail client's "Reply" to `original` sends, and where: to its `Reply-To` (else its
+/// `From`), `Re:` subject, `In-Reply-To`/`References`, the original quoted below an attribution
+/// line. Returns (recipient, mail).
+pub fn reply(original: &[u8], from: &str, message_id: &str, body: &str) -> (String, Vec<u8>) {
+    reply_with(original, from, message_id, "", body)
+}
+
+/// [`reply`] with extra header lines (e.g. `Cc: …\n`).
+pub fn reply_with(original: &[u8], from: &str, message_id: &str, extra_headers: &str, body: &str) -> (String, Vec<u8>) {
+    let parsed = mail_parser::MessageParser::default().parse(original).expect("a mail to answer");
+    let to = reply_address_of(original);
+    let subject = parsed.subject().unwrap_or_default();
+    let subject =
+        if subject.to_lowercase().starts_with("re:") { subject.to_string() } else { format!("Re: {subject}") };
+    let parent = format!("<{}>", parsed.message_id().expect("the mail has a Message-ID"));
+    let references = match header(original, "References") {
+        Some(r) => format!("{r} {parent}"),
+        None => parent.clone(),
+    };
+    let quoted: String = parsed.body_text(0).unwrap_or_default().lines().map(|l| format!("> {l}\n")).collect();
+    let raw = format!(
+        "From: {from}\nTo: {to}\nSubject: {subject}\nMessage-ID: <{message_id}>\nDate: Mon, 30 Nov 2026 10:00:00 +0100\n\
+         In-Reply-To: {parent}\nReferences: {references}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
+         {extra_headers}\n{body}\n\nLe lun. 30 nov. 2026 à 09:30, Support <{HELPDESK}> a écrit :\n{quoted}"
+    );
+    (to, raw.into_bytes())
+}
+
+/// The address a mail client's "Reply" to `raw` writes to: its `Reply-To`, else its `From`.
+pub fn reply_address_of(raw: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(raw).expect("a mail");
+    parsed
+        .reply_to()
+        .or_else(|| parsed.from())
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .expect("the mail names whom to answer")
+        .to_string()
+}
+
 /// The value of a header in raw mail bytes (first occurrence, unfolded).
 pub fn header(raw: &[u8], name: &str) -> Option<String> {
     let parsed = mail_parser::MessageParser::default().parse(raw)?;
