@@ -246,8 +246,14 @@ impl Store {
             anyhow::bail!("database.url must start with sqlite:// or postgres://");
         };
         let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        // No idle minimum: r2d2 opens connections on its own worker threads, and with one it
+        // opens a replacement in the background as soon as a connection is taken. A command
+        // that had finished its work then exited while that thread was in libpq's TLS handshake
+        // with PostgreSQL, and OpenSSL's exit handlers freed what the handshake used: SIGSEGV
+        // at exit, 2 % of `guichet ticket N` runs (issue 17). Connections are now opened only
+        // when asked for, and the one asked for is complete before `get` returns.
         let mut builder =
-            Pool::builder().max_size(pool_size.max(2)).min_idle(Some(1)).connection_timeout(Duration::from_secs(30));
+            Pool::builder().max_size(pool_size.max(2)).min_idle(Some(0)).connection_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas { checkpoints }));
         }
