@@ -22,13 +22,7 @@ async fn snapshot(session: &webdriver::Session, name: &str) {
 async fn a_customer_logs_in_searches_reads_and_answers_in_a_real_browser() {
     let app = spawn("", "").await;
     let printer = app.ingest(mail(MARIE, "Imprimante bloquée", "Elle affiche une erreur 0x42."));
-    app.ingest(mail_with(
-        STAFF,
-        &format!("Re: [Ticket #{printer}] Imprimante bloquée"),
-        &[],
-        "text/plain; charset=utf-8",
-        "Il faut changer le tambour photoconducteur.",
-    ));
+    app.staff_reply(printer, "Il faut changer le tambour photoconducteur.");
     app.ingest(mail(MARIE, "Accès VPN", "Je ne peux plus me connecter."));
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().unwrap();

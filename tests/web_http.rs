@@ -290,13 +290,7 @@ fn seed(app: &TestApp) -> (i64, i64, i64) {
     ));
     let vpn = app.ingest(mail(MARIE, "Accès VPN", "Je ne peux plus me connecter."));
     let old = app.ingest(mail(MARIE, "Vieux problème", "Réglé depuis."));
-    app.ingest(mail_with(
-        STAFF,
-        &format!("Re: [Ticket #{old}] Vieux problème"),
-        &[],
-        "text/plain; charset=utf-8",
-        "#status closed\nC'est réglé.",
-    ));
+    app.staff_reply(old, "#status closed\nC'est réglé.");
     (printer, vpn, old)
 }
 
@@ -361,13 +355,7 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     assert_eq!(get(&c, &app, &format!("/tickets/{printer}")).await.status(), 200);
     assert_eq!(numbers(&api("?unread=1").await), vec![vpn]);
     // A new answer makes it unread again.
-    app.ingest(mail_with(
-        STAFF,
-        &format!("Re: [Ticket #{printer}] Imprimante bloquée"),
-        &[],
-        "text/plain; charset=utf-8",
-        "Le technicien passe demain.",
-    ));
+    app.staff_reply(printer, "Le technicien passe demain.");
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     let unread = api("?unread=1").await;
     assert!(numbers(&unread).contains(&vpn));

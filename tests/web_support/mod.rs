@@ -130,6 +130,23 @@ impl TestApp {
         }
     }
 
+    /// Staff answer ticket `number` with their mail client's "Reply" to the last mail they got
+    /// about it: to its Reply-To (the address signed for them), so the mail is theirs (SPEC §7).
+    pub fn staff_reply(&self, number: i64, body: &str) -> i64 {
+        let tag = format!("[Ticket #{number}]");
+        let last = self
+            .outbox()
+            .into_iter()
+            .filter(|r| r.recipient == STAFF && String::from_utf8_lossy(&r.data).contains(&tag))
+            .next_back()
+            .unwrap_or_else(|| panic!("staff got no mail about ticket {number}"));
+        let to = crate::common::guichet::reply_address_of(&last.data);
+        let parsed = mail_parser::MessageParser::default().parse(&last.data).expect("a mail");
+        let subject = parsed.subject().expect("a subject").to_string();
+        let raw = String::from_utf8(mail(STAFF, &format!("Re: {subject}"), body)).unwrap();
+        self.ingest(raw.replacen("To: support@example.com", &format!("To: {to}"), 1).into_bytes())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
