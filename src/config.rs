@@ -209,6 +209,35 @@ fn default_smtp_timeout() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct Web {
     pub listen: String,
+    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` / `Forwarded` name the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Where `/metrics` is served; `""` serves it nowhere. Never on `listen`.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// Open connections at most; the next ones wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_max_connections() -> usize {
+    2048
+}
+
+impl Web {
+    /// The trusted proxies as networks (validated at load).
+    pub fn proxy_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies.iter().filter_map(|p| parse_network(p)).collect()
+    }
+}
+
+/// `10.0.0.0/8`, `::1/128` or a plain address (one host).
+fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -329,6 +358,21 @@ impl Settings {
         }
         if self.web.listen.parse::<std::net::SocketAddr>().is_err() {
             bail!("configuration: web.listen `{}` is not an address:port", self.web.listen);
+        }
+        let metrics = &self.web.metrics_listen;
+        if !metrics.is_empty() && metrics.parse::<std::net::SocketAddr>().is_err() {
+            bail!("configuration: web.metrics_listen `{metrics}` is not an address:port (or \"\" for none)");
+        }
+        if !metrics.is_empty() && *metrics == self.web.listen {
+            bail!("configuration: web.metrics_listen must differ from web.listen: /metrics is never public");
+        }
+        for proxy in &self.web.trusted_proxies {
+            if parse_network(proxy).is_none() {
+                bail!("configuration: web.trusted_proxies entry `{proxy}` is neither an address nor a CIDR");
+            }
+        }
+        if self.web.max_connections == 0 {
+            bail!("configuration: web.max_connections must be positive");
         }
         Ok(())
     }

@@ -44,6 +44,22 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", app.settings.web.listen))?;
     tracing::info!(listen = %app.settings.web.listen, "web view listening");
     let web = tokio::spawn(crate::web::serve(app.clone(), listener, shutdown.clone()));
+    let metrics_listen = app.settings.web.metrics_listen.clone();
+    if !metrics_listen.is_empty() {
+        // Metrics are for the operator: a port taken (another daemon on this machine) is logged,
+        // never a reason to stop serving mail.
+        match tokio::net::TcpListener::bind(&metrics_listen).await {
+            Ok(listener) => {
+                tracing::info!(listen = %metrics_listen, "metrics listening");
+                tasks.spawn(async move {
+                    if let Err(e) = crate::web::serve_metrics(app.clone(), listener, shutdown.clone()).await {
+                        tracing::error!(error = %e, "metrics listener failed");
+                    }
+                });
+            }
+            Err(e) => tracing::error!(listen = %metrics_listen, error = %e, "cannot listen for /metrics; not served"),
+        }
+    }
     termination_signal().await;
     tracing::info!("stopping: finishing the mail in hand");
     let _ = stop.send(true);

@@ -682,7 +682,8 @@ async fn metrics_show_http_latency_and_the_outbox_depth() {
     let c = client();
     assert_eq!(get(&c, &app, "/healthz").await.status(), 200);
     get(&c, &app, "/login").await;
-    let metrics = text(get(&c, &app, "/metrics").await).await;
+    assert_eq!(get(&c, &app, "/metrics").await.status(), 404, "never on the public listener");
+    let metrics = text(c.get(format!("{}/metrics", app.metrics_base)).send().await.unwrap()).await;
     assert!(metrics.contains("guichet_http_request_duration_seconds"), "{metrics}");
     assert!(metrics.contains("route=\"/login\""), "{metrics}");
     assert!(metrics.contains("guichet_outbox_pending"), "{metrics}");

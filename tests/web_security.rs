@@ -372,6 +372,136 @@ async fn links_are_rate_limited_per_client_whatever_the_addresses() {
     assert_eq!(app.outbox_for(MARIE, "login_link").len(), 1);
 }
 
+// ---- Behind a reverse proxy, and floods (SPEC §7, web) ------------------------------------------
+
+/// A link request as the proxy at 127.0.0.1 passes it on, for a client at `forwarded`.
+async fn ask_through_proxy(app: &TestApp, proxy: &reqwest::Client, forwarded: &str, email: &str) -> u16 {
+    let r = proxy.post(app.url("/login")).header("x-forwarded-for", forwarded).form(&[("email", email)]);
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let app = spawn("", "trusted_proxies = [\"127.0.0.1\"]").await;
+    app.ingest(mail(MARIE, "Imprimante", "x"));
+    let proxy = client_at(loopback(1));
+    // 40 visitors behind the proxy: none is held back by the others.
+    for i in 0..40 {
+        let status = ask_through_proxy(&app, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await;
+        assert_eq!(status, 200, "visitor {i}");
+    }
+    // One visitor still meets its own limit, whatever it writes to the left of the proxy's hop.
+    for i in 0..30 {
+        let forged = format!("203.0.113.{i}, 192.0.2.1");
+        assert_eq!(ask_through_proxy(&app, &proxy, &forged, &format!("m{i}@nowhere.example")).await, 200);
+    }
+    assert_eq!(ask_through_proxy(&app, &proxy, "203.0.113.99, 192.0.2.1", MARIE).await, 429);
+
+    // A peer that is not a trusted proxy cannot choose its address with the header.
+    let untrusted = client_at(loopback(2));
+    for i in 0..30 {
+        let status = ask_through_proxy(&app, &untrusted, &format!("198.18.0.{i}"), &format!("u{i}@nowhere.example")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(ask_through_proxy(&app, &untrusted, "198.18.1.1", "y@nowhere.example").await, 429);
+
+    // Without trusted_proxies, everyone behind the proxy shares its counter (the old flaw).
+    let plain = spawn("", "").await;
+    let proxy = client_at(loopback(3));
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for i in 0..31 {
+            v.push(ask_through_proxy(&plain, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await);
+        }
+        v
+    };
+    assert_eq!(statuses[30], 429, "the 31st visitor is refused when the proxy is not trusted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_link_requests_for_an_address_never_locks_its_owner_out() {
+    let app = spawn("", "trusted_proxies = [\"127.0.0.0/8\"]").await;
+    app.ingest(mail(MARIE, "Imprimante", "x"));
+    let proxy = client_at(loopback(1));
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        statuses.push(ask_through_proxy(&app, &proxy, &format!("198.51.100.{i}"), MARIE).await);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    let mailed = app.outbox_for(MARIE, "login_link");
+    assert_eq!(mailed.len(), 5, "at most 5 links reach the mailbox in a link's lifetime");
+    // Marie asks herself, is refused as well — and logs in with any link already in her mailbox.
+    assert_eq!(ask_through_proxy(&app, &proxy, "192.0.2.10", MARIE).await, 429);
+    let token = app.login_token_from_outbox(MARIE).expect("a link in her mailbox");
+    let marie = client();
+    let r = marie.post(app.url(&format!("/login/{token}"))).send().await.unwrap();
+    assert_eq!(r.status(), 303, "the link from her own mailbox opens a session");
+    assert_eq!(get(&marie, &app, "/").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_limited_per_route() {
+    let app = spawn("", "").await;
+    let n = app.ingest(mail(MARIE, "Imprimante", "x"));
+    let c = client();
+    let big = "a".repeat(1 << 20);
+    // A 1 MB login form: refused before it is read.
+    let r = c.post(app.url("/login")).form(&[("email", big.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = c.post(app.url("/login/abc")).body(big.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 413, "the link's button posts nothing: a body is refused too");
+    // A logged-in customer's forms without files read 16 KB at most too…
+    let marie = app.client_for(MARIE).await;
+    let page = text(get(&marie, &app, &format!("/tickets/{n}")).await).await;
+    let csrf = web_support::csrf_of(&page);
+    let r = marie
+        .post(app.url(&format!("/tickets/{n}/close")))
+        .form(&[("csrf", csrf.as_str()), ("reason", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // …while the reply form takes a file of 1.5 MB.
+    let file = Part::bytes(vec![b'x'; 1_500_000]).file_name("journal.txt").mime_str("text/plain").unwrap();
+    let form = Form::new().text("csrf", csrf.clone()).text("body", "Le journal.").part("files", file);
+    let r = marie.post(app.url(&format!("/tickets/{n}/reply"))).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(text(get(&marie, &app, &format!("/tickets/{n}")).await).await.contains("journal.txt"));
+    assert_eq!(app.outbox_for(STAFF, "customer_answer").len(), 1, "the answer with its file arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_half_open_connections_leave_the_pages_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn("", "").await;
+    let address = format!("127.0.0.1:{}", app.port);
+    // 300 clients that open a connection and send half a request header, slowly (slowloris).
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        idle.push(s);
+    }
+    let c = client();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(get(&c, &app, "/healthz").await.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+        assert_eq!(get(&c, &app, "/login").await.status(), 200);
+    }
+    // The server closes them once the header read timeout (10 s) has passed.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1, // EOF, a 408 then EOF, or a reset
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 300, "every half-open connection was closed by the server");
+}
+
 // ---- Session fixation --------------------------------------------------------------------------
 
 /// The value of the session cookie a jar would send to `app`.

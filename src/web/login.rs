@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{Page, text};
-use super::session::{ClientIp, MaybeViewer, ReaderLang, Viewer, cookie, same_origin_post, session_cookie};
+use super::client_ip::ClientIp;
+use super::session::{MaybeViewer, ReaderLang, Viewer, cookie, same_origin_post, session_cookie};
 use super::{SESSION_COOKIE, WebError, no_store};
 use crate::app::App;
 use crate::auth::{self, LinkRequest};

@@ -24,6 +24,7 @@
 
 mod api;
 mod assets;
+mod client_ip;
 mod criteria;
 mod export;
 mod forms;
@@ -32,10 +33,10 @@ mod list;
 mod login;
 mod new_ticket;
 mod pages;
+mod server;
 mod session;
 mod ticket;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
@@ -44,6 +45,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::{App, Shutdown};
 
@@ -60,10 +62,11 @@ pub fn router(app: App) -> Router {
     // Each file may reach max_attachment_bytes; a form may carry several, and one over the limit
     // must still arrive whole to be named in a clear message.
     let per_file = app.settings.helpdesk.max_attachment_bytes as usize;
-    let body_limit = per_file.saturating_mul(12).saturating_add(1 << 20);
-    Router::new()
+    let files_limit = per_file.saturating_mul(12).saturating_add(1 << 20);
+    // Every route but the three that take files reads 16 KB at most: a larger Content-Length is
+    // refused (413) before the handler runs, and a body that grows past it is cut.
+    let without_files = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
         .route("/static/{file}", get(assets::serve))
         .route("/login", get(login::form).post(login::request_link))
         .route("/login/{token}", get(login::confirm_page).post(login::confirm))
@@ -76,29 +79,47 @@ pub fn router(app: App) -> Router {
         .route("/tickets/export.csv", get(export::csv))
         .route("/tickets/export.xlsx", get(export::xlsx))
         .route("/tickets/new", get(new_ticket::form))
-        .route("/tickets", post(new_ticket::create))
         .route("/tickets/{n}", get(ticket::page))
-        .route("/tickets/{n}/reply", post(ticket::reply))
-        .route("/tickets/{n}/note", post(ticket::note))
         .route("/tickets/{n}/close", post(ticket::close))
         .route("/tickets/{n}/reopen", post(ticket::reopen))
         .route("/tickets/{n}/status", post(ticket::status))
         .route("/tickets/{n}/priority", post(ticket::priority))
         .route("/messages/{id}/html", get(ticket::message_html))
         .route("/attachments/{id}", get(ticket::attachment))
+        .layer(RequestBodyLimitLayer::new(FORM_LIMIT));
+    let with_files = Router::new()
+        .route("/tickets", post(new_ticket::create))
+        .route("/tickets/{n}/reply", post(ticket::reply))
+        .route("/tickets/{n}/note", post(ticket::note))
+        .layer(DefaultBodyLimit::max(files_limit));
+    without_files
+        .merge(with_files)
         .fallback(|| async { WebError::NotFound })
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(app.clone(), render_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(track_latency))
         .with_state(app)
 }
 
-/// Serves until shutdown, finishing requests in flight.
-pub async fn serve(app: App, listener: tokio::net::TcpListener, mut shutdown: Shutdown) -> anyhow::Result<()> {
-    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await?;
+/// The body of any form without files (login, status, criteria…): SPEC §7 reads at most 16 KB.
+pub const FORM_LIMIT: usize = 16 * 1024;
+
+/// Serves the pages until shutdown, finishing requests in flight.
+pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    let max = app.settings.web.max_connections;
+    server::serve(router(app), listener, max, shutdown).await;
+    Ok(())
+}
+
+/// Serves `/metrics` (and `/healthz`) on the metrics listener, never on the public one.
+pub async fn serve_metrics(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::telemetry::metrics_handle();
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
+        .with_state(app);
+    server::serve(router, listener, 64, shutdown).await;
     Ok(())
 }
 

@@ -9,9 +9,8 @@
 //! cross-site POST, so a forged login (logging a victim into the attacker's account) is refused;
 //! clients that send neither (curl, scripts) are not browsers and cannot be the vehicle of CSRF.
 
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
@@ -143,19 +142,6 @@ impl FromRequestParts<App> for ReaderLang {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         Ok(ReaderLang(Lang::of(&parts.headers, &app.settings)))
-    }
-}
-
-/// The client's IP address (the TCP peer), for rate limits.
-pub struct ClientIp(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip =
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or("unknown".to_string(), |c| c.0.ip().to_string());
-        Ok(ClientIp(ip))
     }
 }
 

@@ -68,6 +68,7 @@ impl Config {
         let database = TestDatabase::new(dir.path());
         let database_url = database_url.map(str::to_string).unwrap_or_else(|| database.url.clone());
         let web_port = free_port();
+        let metrics_port = free_port();
         let mut toml = format!(
             r#"
 [helpdesk]
@@ -83,6 +84,7 @@ url = "{database_url}"
 
 [web]
 listen = "127.0.0.1:{web_port}"
+metrics_listen = "127.0.0.1:{metrics_port}"
 
 [smtp]
 host = "127.0.0.1"

@@ -25,6 +25,8 @@ pub const BOB: &str = "bob@other.example";
 pub struct TestApp {
     pub app: App,
     pub base: String,
+    /// The metrics listener (`web.metrics_listen`), apart from the pages.
+    pub metrics_base: String,
     pub port: u16,
     // Dropped after the app's connections are done with it (fields drop in order).
     _database: TestDatabase,
@@ -81,8 +83,11 @@ listen = "127.0.0.1:{port}"
     let settings = Settings::load_from(Some(&file), Path::new("/nonexistent/default.toml"), &[]).unwrap();
     let app = App::open(settings).unwrap();
     let (stop, shutdown) = Shutdown::new();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap());
+    tokio::spawn(guichet::web::serve_metrics(app.clone(), metrics_listener, shutdown.clone()));
     tokio::spawn(guichet::web::serve(app.clone(), listener, shutdown));
-    TestApp { app, base, port, _database: database, _dir: dir, stop }
+    TestApp { app, base, metrics_base, port, _database: database, _dir: dir, stop }
 }
 
 static MAIL_COUNTER: AtomicU32 = AtomicU32::new(0);
