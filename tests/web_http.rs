@@ -278,6 +278,39 @@ async fn staff_see_every_ticket_and_their_notes_never_reach_customers() {
     assert_eq!(r.status(), 404);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_sees_what_was_relayed_never_the_staff_mail_behind_it() {
+    let app = spawn("", "").await;
+    let n = app.ingest(mail(MARIE, "Imprimante", "Elle affiche une erreur 0x42."));
+    let html_answer = "--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n#status open\r\nChangez le tambour.\r\n\r\n\
+        Le lun. 30 nov. 2026, Marie a écrit :\r\n> Elle affiche une erreur 0x42.\r\n--B\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\r\n<p>#status open</p><p>Changez le tambour.</p>\
+        <blockquote>Secret interne de l'équipe</blockquote>\r\n--B--";
+    app.staff_reply_with(n, "multipart/alternative; boundary=\"B\"", html_answer);
+    let alice = app.client_for(STAFF).await;
+    let staff_page = text(get(&alice, &app, &format!("/tickets/{n}")).await).await;
+    assert!(staff_page.contains("#status open"), "staff see the whole mail");
+
+    let marie = app.client_for(MARIE).await;
+    let page = text(get(&marie, &app, &format!("/tickets/{n}")).await).await;
+    assert!(page.contains("Changez le tambour."), "the relayed answer is shown: {page}");
+    for leak in ["#status", "a écrit", STAFF] {
+        assert!(!page.contains(leak), "`{leak}` leaks on the customer's page");
+    }
+    let json: serde_json::Value = get(&marie, &app, &format!("/api/tickets/{n}")).await.json().await.unwrap();
+    let answer =
+        json["messages"].as_array().unwrap().iter().find(|m| m["kind"] == "staff").expect("the answer").clone();
+    assert_eq!(answer["from"], "support@example.com");
+    assert!(answer["html"].is_null(), "{answer}");
+    for leak in ["#status", "a écrit", STAFF, "Secret interne"] {
+        assert!(!json.to_string().contains(leak), "`{leak}` leaks in /api: {json}");
+    }
+    let id = answer["id"].as_i64().unwrap();
+    assert!(!page.contains(&format!("/messages/{id}/html")), "no frame of the staff mail's HTML");
+    assert_eq!(get(&marie, &app, &format!("/messages/{id}/html")).await.status(), 404);
+    assert_eq!(get(&alice, &app, &format!("/messages/{id}/html")).await.status(), 200);
+}
+
 // ---- The list, its criteria and its exports -----------------------------------------------------
 
 /// Three tickets of Marie's: one answered with a word found only in the answer, one closed.

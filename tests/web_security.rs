@@ -387,7 +387,8 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let proxy = client_at(loopback(1));
     // 40 visitors behind the proxy: none is held back by the others.
     for i in 0..40 {
-        let status = ask_through_proxy(&app, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await;
+        let status =
+            ask_through_proxy(&app, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await;
         assert_eq!(status, 200, "visitor {i}");
     }
     // One visitor still meets its own limit, whatever it writes to the left of the proxy's hop.
@@ -400,7 +401,8 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     // A peer that is not a trusted proxy cannot choose its address with the header.
     let untrusted = client_at(loopback(2));
     for i in 0..30 {
-        let status = ask_through_proxy(&app, &untrusted, &format!("198.18.0.{i}"), &format!("u{i}@nowhere.example")).await;
+        let status =
+            ask_through_proxy(&app, &untrusted, &format!("198.18.0.{i}"), &format!("u{i}@nowhere.example")).await;
         assert_eq!(status, 200);
     }
     assert_eq!(ask_through_proxy(&app, &untrusted, "198.18.1.1", "y@nowhere.example").await, 429);
@@ -411,7 +413,9 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
         for i in 0..31 {
-            v.push(ask_through_proxy(&plain, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await);
+            v.push(
+                ask_through_proxy(&plain, &proxy, &format!("198.51.100.{i}"), &format!("n{i}@nowhere.example")).await,
+            );
         }
         v
     };

@@ -170,8 +170,8 @@ pub fn request_login_link(
     now: i64,
 ) -> anyhow::Result<LinkRequest> {
     let by_client = rate_allow(conn, &format!("login-client:{client}"), LINKS_PER_CLIENT_PER_HOUR, 3600, now)?;
-    let by_address =
-        by_client && rate_allow(
+    let by_address = by_client
+        && rate_allow(
             conn,
             &format!("login-address:{address}"),
             LINKS_PER_ADDRESS_PER_WINDOW,

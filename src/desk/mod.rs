@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod inbound;
 pub mod notices;
+pub mod visibility;
 
 use std::sync::Arc;
 

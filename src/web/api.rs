@@ -1,6 +1,6 @@
 //! The JSON API (SPEC §1 shapes), with the same authorisation as the pages: `GET /api/tickets`
 //! (the list object) and `GET /api/tickets/{n}` (the ticket object; internal notes only for staff).
-//! For customers, staff's own addresses are replaced by the helpdesk's, as in relayed mail; HTML
+//! What a customer is shown of each message follows `desk::visibility`, as on the page; HTML
 //! bodies are sanitised as on the page.
 
 use std::collections::HashMap;
@@ -12,9 +12,10 @@ use serde_json::json;
 
 use super::criteria::Criteria;
 use super::session::Viewer;
-use super::ticket::{number, shown_author, visible_ticket};
+use super::ticket::{number, shown_message, visible_ticket};
 use super::{WebError, html, list, no_store};
 use crate::app::App;
+use crate::desk::visibility;
 use crate::store::tickets::{self, TicketJson};
 
 /// `GET /api/tickets`: `{"total", "page", "per_page", "tickets": [ticket without messages, plus "unread"]}`.
@@ -63,12 +64,27 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
     let Some((mut json, cids)) = found else { return Err(WebError::NotFound) };
     let empty = HashMap::new();
     for m in json.messages.iter_mut().flatten() {
-        let (from, name) = shown_author(&app, &viewer, &m.from, m.from_name.as_deref());
+        let written = visibility::Written {
+            kind: &m.kind,
+            from: &m.from,
+            name: m.from_name.as_deref(),
+            text: &m.text,
+            full_text: &m.full_text,
+        };
+        let shown = shown_message(&app, &viewer, &written);
+        let (from, name, text, full_text, html_shown) =
+            (shown.from, shown.name, shown.text.into_owned(), shown.full_text.into_owned(), shown.html);
         if from != m.from {
             m.from = from;
             m.from_name = Some(name);
         }
-        m.html = m.html.take().map(|h| html::sanitize_mail_html(&h, cids.get(&m.id).unwrap_or(&empty), false));
+        m.text = text;
+        m.full_text = full_text;
+        m.html = m
+            .html
+            .take()
+            .filter(|_| html_shown)
+            .map(|h| html::sanitize_mail_html(&h, cids.get(&m.id).unwrap_or(&empty), false));
     }
     Ok((no_store(), Json(json)).into_response())
 }

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "203.0.113.9")]);
-        assert_eq!(client_address("198.51.100.7".parse().unwrap(), &h, &nets(&["127.0.0.1/32"])), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_address("198.51.100.7".parse().unwrap(), &h, &nets(&["127.0.0.1/32"])),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_address("127.0.0.1".parse().unwrap(), &h, &[]), "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
@@ -121,16 +124,17 @@ mod tests {
         let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.2.3")]);
         // The client forged 6.6.6.6; the first proxy saw 203.0.113.9.
-        assert_eq!(client_address("127.0.0.1".parse().unwrap(), &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_address("127.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn forwarded_takes_precedence_and_reads_ipv6_with_ports() {
         let trusted = nets(&["::1/128", "127.0.0.0/8"]);
-        let h = headers(&[
-            ("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#),
-            ("x-forwarded-for", "198.51.100.1"),
-        ]);
+        let h =
+            headers(&[("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#), ("x-forwarded-for", "198.51.100.1")]);
         assert_eq!(client_address("::1".parse().unwrap(), &h, &trusted), "2001:db8::7".parse::<IpAddr>().unwrap());
         let h = headers(&[("forwarded", "for=192.0.2.60:8080, for=unknown")]);
         // An unreadable last hop: the proxy itself stays the client (never a forged value).

@@ -93,6 +93,8 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         "applied_saved": applied_saved,
         "show_requester": viewer.is_staff() || matches!(&viewer.audience, tickets::Audience::Customer { shared_company: Some(_), .. }),
         "notice": if applied_saved { text(lang, "criteria_saved_applied", &[]) } else { String::new() },
+        // Staff write new tickets and forwards to their personal command address (SPEC §7).
+        "command_address": if viewer.is_staff() { app.desk.personal_address(&viewer.address).to_string() } else { String::new() },
     });
     let page = Page {
         template: "list",

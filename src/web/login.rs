@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pages::{Page, text};
 use super::client_ip::ClientIp;
+use super::pages::{Page, text};
 use super::session::{MaybeViewer, ReaderLang, Viewer, cookie, same_origin_post, session_cookie};
 use super::{SESSION_COOKIE, WebError, no_store};
 use crate::app::App;

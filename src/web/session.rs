@@ -9,7 +9,6 @@
 //! cross-site POST, so a forged login (logging a victim into the attacker's account) is refused;
 //! clients that send neither (curl, scripts) are not browsers and cannot be the vehicle of CSRF.
 
-
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;

@@ -22,7 +22,8 @@ use super::{WebError, html, no_store};
 use crate::app::App;
 use crate::desk::actions::{self, Incoming, Mailing};
 use crate::desk::notices::human_size;
-use crate::domain::{EmailAddress, MessageKind, Priority, Status};
+use crate::desk::visibility;
+use crate::domain::{MessageKind, Priority, Status};
 use crate::store::tickets::{self, AttachmentRow, MessageRow, TicketRow};
 use crate::store::{self, Conn, outbox};
 
@@ -37,15 +38,9 @@ pub fn visible_ticket(conn: &mut Conn, viewer: &Viewer, n: i64) -> anyhow::Resul
     Ok(tickets::may_see(conn, &viewer.audience, &ticket)?.then_some(ticket))
 }
 
-/// How a message's author is shown: staff's own address never reaches a customer (SPEC §3).
-pub fn shown_author(app: &App, viewer: &Viewer, from: &str, name: Option<&str>) -> (String, String) {
-    let name = name.map(str::trim).filter(|n| !n.is_empty());
-    let is_staff_author = EmailAddress::parse(from).is_some_and(|a| app.desk.is_staff(&a));
-    if is_staff_author && !viewer.is_staff() {
-        let display = name.map(str::to_string).unwrap_or_else(|| app.settings.helpdesk.name.clone());
-        return (app.settings.helpdesk.address.clone(), display);
-    }
-    (from.to_string(), name.map(str::to_string).unwrap_or_else(|| from.to_string()))
+/// A message as `viewer` is shown it (the visibility rule lives in `desk::visibility`).
+pub fn shown_message<'a>(app: &App, viewer: &Viewer, m: &visibility::Written<'a>) -> visibility::Shown<'a> {
+    visibility::shown(&app.desk, viewer.is_staff(), m)
 }
 
 /// What the page shows, read in one go.
@@ -186,7 +181,18 @@ fn view(app: &App, viewer: &Viewer, l: &Loaded, flash: Flash, draft: &str, image
 
 fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], images: bool) -> Value {
     let lang = viewer.lang;
-    let (from, name) = shown_author(app, viewer, &m.from_addr, m.from_name.as_deref());
+    let kind = m.kind.as_str();
+    let shown = shown_message(
+        app,
+        viewer,
+        &visibility::Written {
+            kind,
+            from: &m.from_addr,
+            name: m.from_name.as_deref(),
+            text: &m.text,
+            full_text: &m.full_text,
+        },
+    );
     let own: Vec<&AttachmentRow> = files.iter().filter(|a| a.message_id == m.id).collect();
     let attachments: Vec<Value> = own
         .iter()
@@ -201,22 +207,22 @@ fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], 
         })
         .collect();
     let refused: Vec<tickets::RefusedAttachment> = serde_json::from_str(&m.refused).unwrap_or_default();
-    let rest = m.full_text.trim();
-    let folded = !rest.is_empty() && rest != m.text.trim();
-    let kind = m.kind.as_str();
+    let rest = shown.full_text.trim();
+    let folded = !rest.is_empty() && rest != shown.text.trim();
     let html_url = format!("/messages/{}/html{}", m.id, if images { "?images=1" } else { "" });
     json!({
         "id": m.id,
         "kind": kind,
         "kind_label": text(lang, &format!("kind_{kind}"), &[]),
         "event": kind == MessageKind::Event.as_str(),
-        "from": from,
-        "name": name,
+        "from": shown.from,
+        "name": shown.name,
         "at": time_json(lang, m.at),
-        "text": m.text,
-        "full_text": if folded { m.full_text.as_str() } else { "" },
+        "text": shown.text,
+        "full_text": if folded { shown.full_text.as_ref() } else { "" },
+        "unverified": m.unverified,
         "auto": m.auto,
-        "html_url": if m.html.is_some() && kind != "event" { html_url } else { String::new() },
+        "html_url": if m.html.is_some() && shown.html && kind != "event" { html_url } else { String::new() },
         "attachments": attachments,
         "refused": refused.iter().map(|r| json!({"name": r.name, "size": human_size(r.size, lang.code()), "reason": r.reason})).collect::<Vec<_>>(),
     })
@@ -469,12 +475,23 @@ pub async fn message_html(
 ) -> Result<Response, WebError> {
     let id = number(&id)?;
     let v = viewer.clone();
+    let desk = app.desk.clone();
     let found = app
         .store
         .run(move |s| {
             s.read(|c| {
                 let Some(m) = tickets::message_by_id(c, id)? else { return Ok(None) };
                 if !message_visible(c, &v, &m)? {
+                    return Ok(None);
+                }
+                let written = visibility::Written {
+                    kind: &m.kind,
+                    from: &m.from_addr,
+                    name: m.from_name.as_deref(),
+                    text: &m.text,
+                    full_text: &m.full_text,
+                };
+                if !visibility::shown(&desk, v.is_staff(), &written).html {
                     return Ok(None);
                 }
                 let cids: HashMap<String, i64> = tickets::attachments_of(c, &[m.id])?

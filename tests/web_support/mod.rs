@@ -138,18 +138,23 @@ impl TestApp {
     /// Staff answer ticket `number` with their mail client's "Reply" to the last mail they got
     /// about it: to its Reply-To (the address signed for them), so the mail is theirs (SPEC §7).
     pub fn staff_reply(&self, number: i64, body: &str) -> i64 {
+        self.staff_reply_with(number, "text/plain; charset=utf-8", body)
+    }
+
+    /// [`TestApp::staff_reply`] with a body of the given content type.
+    pub fn staff_reply_with(&self, number: i64, content_type: &str, body: &str) -> i64 {
         let tag = format!("[Ticket #{number}]");
         let last = self
             .outbox()
             .into_iter()
-            .filter(|r| r.recipient == STAFF && String::from_utf8_lossy(&r.data).contains(&tag))
-            .next_back()
+            .rfind(|r| r.recipient == STAFF && String::from_utf8_lossy(&r.data).contains(&tag))
             .unwrap_or_else(|| panic!("staff got no mail about ticket {number}"));
         let to = crate::common::guichet::reply_address_of(&last.data);
         let parsed = mail_parser::MessageParser::default().parse(&last.data).expect("a mail");
         let subject = parsed.subject().expect("a subject").to_string();
-        let raw = String::from_utf8(mail(STAFF, &format!("Re: {subject}"), body)).unwrap();
-        self.ingest(raw.replacen("To: support@example.com", &format!("To: {to}"), 1).into_bytes())
+        let raw = String::from_utf8(mail_with(STAFF, &format!("Re: {subject}"), &[], content_type, body)).unwrap();
+        let raw = raw.replacen("To: support@example.com", &format!("To: {to}"), 1);
+        self.ingest(raw.into_bytes())
     }
 
     pub fn url(&self, path: &str) -> String {
