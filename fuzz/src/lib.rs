@@ -163,7 +163,7 @@ pub fn file_name(data: &[u8]) {
 }
 
 /// Fields of one of our mails from hostile input (separated by 0xFE bytes): whatever they hold,
-/// the mail has one From, To, Subject, Message-ID and X-Guichet-Loop, no Cc or Bcc, and reads
+/// the mail has one From, To, Reply-To, Subject, Message-ID and X-Guichet-Loop, no Cc or Bcc, and reads
 /// back as ours.
 pub fn outgoing_mail(data: &[u8]) {
     let mut fields = data.split(|&b| b == 0xFE).map(|f| String::from_utf8_lossy(f).into_owned());
@@ -173,6 +173,7 @@ pub fn outgoing_mail(data: &[u8]) {
         from_name,
         from_address: "support@example.com".into(),
         to: vec!["client@customer.example".into()],
+        reply_to: Some("support+7-0123456789abcdef@example.com".into()),
         subject: shorten_subject(&subject, "[Ticket #7]", 150),
         message_id: guichet::notify::message_id::ours(Some(7), SECRET, "example.com"),
         in_reply_to: Some(in_reply_to),
@@ -195,16 +196,18 @@ pub fn outgoing_mail(data: &[u8]) {
         .filter(|l| !l.starts_with([' ', '\t']))
         .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
         .collect();
-    for name in ["from", "to", "subject", "message-id", "x-guichet-loop", "auto-submitted"] {
+    for name in ["from", "to", "reply-to", "subject", "message-id", "x-guichet-loop", "auto-submitted"] {
         let count = names.iter().filter(|n| *n == name).count();
         assert!(count == 1 || (name == "subject" && count == 0), "{count} {name} headers in\n{head}");
     }
-    for name in ["cc", "bcc", "reply-to", "sender", "return-path"] {
+    for name in ["cc", "bcc", "sender", "return-path"] {
         assert!(!names.iter().any(|n| n == name), "injected {name} header in\n{head}");
     }
     let back = parse(&raw).expect("our own mail parses");
     assert_eq!(back.from.map(|f| f.address.to_string()).as_deref(), Some("support@example.com"));
     assert_eq!(back.to.len(), 1, "{head}");
+    let reply_to: Vec<String> = back.reply_to.iter().map(|m| m.address.to_string()).collect();
+    assert_eq!(reply_to, ["support+7-0123456789abcdef@example.com"], "the signed reply address, alone: {head}");
     assert!(back.cc.is_empty(), "{head}");
     assert_eq!(back.loop_header.as_deref(), Some("support@example.com"));
     assert_eq!(guichet::notify::message_id::ticket_of(back.message_id.as_deref().unwrap_or(""), SECRET), Some(7));
