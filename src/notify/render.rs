@@ -36,6 +36,11 @@
 //! | `attachment_refused` | ticket, `files` (list of `{name, size}`), `limit` | |
 //! | `unknown_command` (to a staff member) | `commands` (the unknown command lines) | ticket |
 //! | `unverified_staff_mail` (to the staff member a mail claimed to be from) | `body`, `personal_address` | ticket |
+//! | `ticket_assigned` (to the new assignee) | ticket | |
+//! | `staff_alert_overdue` (to the assignee or the queue's staff) | ticket, `waited` | |
+//! | `waiting_reminder` (to requester and watchers) | ticket | |
+//! | `ticket_closed_waiting` (to requester and watchers) | ticket | |
+//! | `staff_digest` (to a staff member) | `tickets` (`{token, subject, status_label, priority_label, overdue, assigned, url}`), `count` | |
 //!
 //! `size` and `limit` are human sizes in the mail's language: see [`human_size`].
 
@@ -67,6 +72,11 @@ pub const EVENTS: &[&str] = &[
     "attachment_refused",
     "unknown_command",
     "unverified_staff_mail",
+    "ticket_assigned",
+    "staff_alert_overdue",
+    "waiting_reminder",
+    "ticket_closed_waiting",
+    "staff_digest",
 ];
 /// The languages with templates; the first one is the default.
 pub const LANGUAGES: &[&str] = &["fr", "en"];
@@ -283,6 +293,10 @@ mod tests {
             "link": LINK,
             "commands": ["#statut fermé"],
             "personal_address": "support+0-0123456789abcdef@example.com",
+            "waited": "2 h 05",
+            "count": 1,
+            "tickets": [{"token": "[Ticket #42]", "subject": "Imprimante", "status_label": "Nouveau",
+                         "priority_label": "Bloquante", "overdue": true, "assigned": false, "url": URL}],
         })
     }
 
@@ -303,7 +317,11 @@ mod tests {
                 assert!(!mail.subject.is_empty() && !mail.subject.contains('\n'), "{place}: {:?}", mail.subject);
                 assert!(mail.html.contains("<html lang=") && !mail.html.contains("<img"), "{place}");
                 assert!(mail.text.ends_with('\n') && !mail.text.ends_with("\n\n"), "{place}");
-                if *event == "login_link" {
+                if *event == "staff_digest" {
+                    // A list of tickets, not one: each with its token and link.
+                    assert!(mail.subject.contains('1'), "{place}: {}", mail.subject);
+                    assert!(mail.text.contains("[Ticket #42] Imprimante") && mail.text.contains(URL), "{place}");
+                } else if *event == "login_link" {
                     assert!(mail.subject.contains("Support Cisa"), "{place}");
                     assert!(mail.text.contains(LINK) && mail.html.contains(LINK), "{place}");
                     assert!(mail.text.contains("15 minutes") && mail.html.contains("15 minutes"), "{place}");

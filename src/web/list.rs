@@ -23,7 +23,7 @@ pub async fn fetch(
     criteria: &Criteria,
     paged: bool,
 ) -> Result<(i64, Vec<ListedTicket>), WebError> {
-    let list = criteria.to_list(paged);
+    let list = criteria.to_list(viewer.address.as_str(), paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
     Ok(app.store.run(move |s| s.read(|c| tickets::list_tickets(c, &email, &audience, &list))).await?)
@@ -91,6 +91,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         "query": current_query,
         "has_saved": saved.is_some(),
         "applied_saved": applied_saved,
+        "staff": viewer.is_staff(),
         "show_requester": viewer.is_staff() || matches!(&viewer.audience, tickets::Audience::Customer { shared_company: Some(_), .. }),
         "notice": if applied_saved { text(lang, "criteria_saved_applied", &[]) } else { String::new() },
         // Staff write new tickets and forwards to their personal command address (SPEC §7).
@@ -126,6 +127,10 @@ fn row(lang: Lang, r: &ListedTicket) -> Value {
         "updated": time_json(lang, t.updated_at),
         "created": time_json(lang, t.created_at),
         "unread": r.unread,
+        "assignee": t.assignee.clone().unwrap_or_default(),
+        "waited": t.waiting_since.filter(|_| status != Status::Closed)
+            .map(|since| crate::desk::timers::human_duration(crate::store::now() - since, lang.code()))
+            .unwrap_or_default(),
     })
 }
 
