@@ -274,7 +274,7 @@ pub fn customer_reply(
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
             let text =
-                if desk.lang() == "en" { format!("Watcher added: {w}") } else { format!("Observateur ajouté : {w}") };
+                if desk.lang() == "en" { format!("In copy: {w}") } else { format!("En copie : {w}") };
             record_event(conn, number, &actor.address, &text, at)?;
         }
     }
@@ -337,7 +337,7 @@ pub fn staff_reply(
         None
     };
     if let Some(p) = priority {
-        set_priority(conn, desk, ticket, p, &actor.address, at)?;
+        set_priority(conn, desk, ticket, p, &actor.address, mailing, at)?;
     }
     let relayed = !as_note && has_text;
     // Whoever answers an unassigned ticket takes it, so that nobody else answers it too.
@@ -448,19 +448,23 @@ fn status_notice(
     reason: Option<&str>,
     at: i64,
 ) -> anyhow::Result<()> {
+    let by_staff = desk.is_staff(actor);
     let event = match (ticket.status(), to) {
+        // Staff hear of a customer's closing in their own words, not in the customer's mail.
+        (_, Status::Closed) if !by_staff => "customer_closed",
         (_, Status::Closed) => "ticket_closed",
         _ if reason.is_some() => "ticket_reopened",
         _ => "status_changed",
     };
     let mut n = Notice::new(event, Some(ticket), Kind::Automatic);
     n.recipients = customers_of(conn, ticket)?;
-    if !desk.is_staff(actor) {
+    if !by_staff {
         // A customer's own change is announced to staff instead.
         n.recipients = desk.alert_recipients(ticket);
     }
     n.actor = Some(actor);
-    n.extra = json!({ "reason": reason.unwrap_or("") });
+    let author = if by_staff { String::new() } else { actor.to_string() };
+    n.extra = json!({ "reason": reason.unwrap_or(""), "author": author });
     queue(conn, desk, n, at)?;
     Ok(())
 }
@@ -511,6 +515,7 @@ pub fn set_priority(
     ticket: &TicketRow,
     to: Priority,
     actor: &EmailAddress,
+    mailing: Mailing,
     at: i64,
 ) -> anyhow::Result<()> {
     // Like change_status: setting the same priority again is no change and leaves no trace.
@@ -525,5 +530,14 @@ pub fn set_priority(
         format!("Priorité : {} → {}", ticket.priority().label(lang), to.label(lang))
     };
     record_event(conn, ticket.number, actor, &text, at)?;
-    timers::sync(conn, desk, ticket.number, at)
+    timers::sync(conn, desk, ticket.number, at)?;
+    if mailing == Mailing::Send {
+        // The customer hears of it: how soon they may expect an answer changed.
+        let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
+        let mut n = Notice::new("priority_changed", Some(&updated), Kind::Automatic);
+        n.recipients = customers_of(conn, &updated)?;
+        n.actor = Some(actor);
+        queue(conn, desk, n, at)?;
+    }
+    Ok(())
 }

@@ -61,6 +61,11 @@ impl Desk {
         crate::trust::reply_address(&self.secret, &self.helpdesk, 0, staff)
     }
 
+    /// `helpdesk.time_zone` (validated at load).
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.settings.helpdesk.time_zone.parse().unwrap_or(chrono_tz::Europe::Paris)
+    }
+
     pub fn lang(&self) -> &str {
         &self.settings.helpdesk.language
     }

@@ -182,7 +182,7 @@ pub fn schedule_digest(conn: &mut Conn, desk: &Desk, now: i64) -> anyhow::Result
     let Some(minute) = desk.settings.timers.digest_minute() else {
         return remove(conn, 0, &[DIGEST]);
     };
-    let due = next_local_time(&desk.settings.helpdesk.time_zone, minute, now);
+    let due = next_local_time(desk.time_zone(), minute, now);
     // A fired digest (or one due at another time: the setting changed) gets its next due time.
     let row: Option<(i64, Option<i64>)> = timers::table
         .find((0i64, DIGEST))
@@ -202,8 +202,7 @@ pub fn schedule_digest(conn: &mut Conn, desk: &Desk, now: i64) -> anyhow::Result
 }
 
 /// The next moment after `now` when the clock in `zone` reads `minute` (after midnight).
-fn next_local_time(zone: &str, minute: u32, now: i64) -> i64 {
-    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::Europe::Paris);
+fn next_local_time(tz: chrono_tz::Tz, minute: u32, now: i64) -> i64 {
     let local_now = tz.timestamp_opt(now, 0).single().expect("a valid timestamp");
     let mut day = local_now.date_naive();
     for _ in 0..3 {
@@ -274,10 +273,10 @@ mod tests {
     fn the_next_digest_is_at_the_local_time_in_the_zone() {
         // 2026-12-07 06:00 UTC is 07:00 in Paris: 08:00 Paris is 07:00 UTC the same day.
         let now = 1_796_623_200; // 2026-12-07T06:00:00Z
-        assert_eq!(next_local_time("Europe/Paris", 8 * 60, now), now + 3600);
+        assert_eq!(next_local_time(chrono_tz::Europe::Paris, 8 * 60, now), now + 3600);
         // Past it: the next day.
         // 06:00 Paris (05:00 UTC) has passed: tomorrow's, 23 hours on.
-        assert_eq!(next_local_time("Europe/Paris", 6 * 60, now), now + 23 * 3600);
+        assert_eq!(next_local_time(chrono_tz::Europe::Paris, 6 * 60, now), now + 23 * 3600);
     }
 
     #[test]

@@ -40,6 +40,8 @@
 //! | `staff_alert_overdue` (to the assignee or the queue's staff) | ticket, `waited` | |
 //! | `waiting_reminder` (to requester and watchers) | ticket | |
 //! | `ticket_closed_waiting` (to requester and watchers) | ticket | |
+//! | `priority_changed` (to requester and watchers) | ticket | |
+//! | `customer_closed` (to the assignee or the queue's staff) | ticket, `author` | `reason` |
 //! | `staff_digest` (to a staff member) | `tickets` (`{token, subject, status_label, priority_label, overdue, assigned, url}`), `count` | |
 //!
 //! `size` and `limit` are human sizes in the mail's language: see [`human_size`].
@@ -77,6 +79,8 @@ pub const EVENTS: &[&str] = &[
     "waiting_reminder",
     "ticket_closed_waiting",
     "staff_digest",
+    "priority_changed",
+    "customer_closed",
 ];
 /// The languages with templates; the first one is the default.
 pub const LANGUAGES: &[&str] = &["fr", "en"];
@@ -346,7 +350,12 @@ mod tests {
 
             let answer = render("staff_answer");
             assert!(answer.text.starts_with("Bonjour,\nl'imprimante du 2e étage"), "{lang}: {}", answer.text);
-            assert!(answer.text.contains("Alice Martin"));
+            // Signed once: by the staff member's own words and the From name, not again by us.
+            assert!(!answer.text.contains("Alice Martin"));
+            let mut waiting = ctx.clone();
+            waiting["ticket"]["status"] = serde_json::json!("waiting");
+            let waits = renderer.render(lang, "staff_answer", &waiting).unwrap();
+            assert!(waits.text.contains(if *lang == "en" { "waiting for your answer" } else { "attendons votre réponse" }));
             assert!(render("customer_answer").text.contains("« Erreur 42 »"));
             assert!(render("staff_alert_created").text.contains("client@customer.example"));
             assert!(render("staff_alert_created").text.contains("Sage Paie"));

@@ -74,7 +74,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
             })
         })
         .collect();
-    let row_json: Vec<Value> = rows.iter().map(|r| row(lang, r)).collect();
+    let row_json: Vec<Value> = rows.iter().map(|r| row(lang, app.desk.time_zone(), r)).collect();
     let export_query = criteria.to_query(false);
     let current_query = criteria.to_query(false);
     let data = json!({
@@ -109,7 +109,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     Ok((no_store(), Html(page)).into_response())
 }
 
-fn row(lang: Lang, r: &ListedTicket) -> Value {
+fn row(lang: Lang, zone: chrono_tz::Tz, r: &ListedTicket) -> Value {
     let t = &r.ticket;
     let status: Status = t.status.parse().unwrap_or(Status::New);
     let priority: Priority = t.priority.parse().unwrap_or(Priority::Normal);
@@ -124,8 +124,8 @@ fn row(lang: Lang, r: &ListedTicket) -> Value {
         "requester": t.requester,
         "company": t.company.clone().unwrap_or_default(),
         "product": t.product.clone().unwrap_or_default(),
-        "updated": time_json(lang, t.updated_at),
-        "created": time_json(lang, t.created_at),
+        "updated": time_json(lang, zone, t.updated_at),
+        "created": time_json(lang, zone, t.created_at),
         "unread": r.unread,
         "assignee": t.assignee.clone().unwrap_or_default(),
         "waited": t.waiting_since.filter(|_| status != Status::Closed)

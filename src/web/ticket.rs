@@ -159,9 +159,9 @@ fn view(app: &App, viewer: &Viewer, l: &Loaded, flash: Flash, draft: &str, image
             "company": t.company.clone().unwrap_or_default(),
             "product": t.product.clone().unwrap_or_default(),
             "service": t.service.clone().unwrap_or_default(),
-            "created": time_json(lang, t.created_at),
-            "updated": time_json(lang, t.updated_at),
-            "closed": t.closed_at.map(|c| time_json(lang, c)).unwrap_or(json!(false)),
+            "created": time_json(lang, app.desk.time_zone(), t.created_at),
+            "updated": time_json(lang, app.desk.time_zone(), t.updated_at),
+            "closed": t.closed_at.map(|c| time_json(lang, app.desk.time_zone(), c)).unwrap_or(json!(false)),
             "unverified": t.unverified,
             "refers_to": t.refers_to.unwrap_or(0),
             "closed_flag": status == Status::Closed,
@@ -222,7 +222,7 @@ fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], 
         "event": kind == MessageKind::Event.as_str(),
         "from": shown.from,
         "name": shown.name,
-        "at": time_json(lang, m.at),
+        "at": time_json(lang, app.desk.time_zone(), m.at),
         "text": shown.text,
         "full_text": if folded { shown.full_text.as_ref() } else { "" },
         "unverified": m.unverified,
@@ -445,7 +445,7 @@ pub async fn priority(
 ) -> Result<Response, WebError> {
     let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
     let to: Priority = form.priority.parse().map_err(WebError::BadRequest)?;
-    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, now))
+    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, Mailing::Send, now))
         .await?;
     Ok(done(n, "priority"))
 }
