@@ -47,6 +47,21 @@ impl App {
         Ok(outcome)
     }
 
+    /// Fires the timers that are due (SPEC §8), each in its own transaction; how many fired.
+    pub fn fire_due_timers(&self) -> anyhow::Result<usize> {
+        let desk = &self.desk;
+        let now = store::now();
+        let due = self.store.read(|c| crate::desk::timers::due(c, now, 100))?;
+        let mut fired = 0;
+        for (number, kind) in due {
+            if self.store.write(|c| crate::desk::timers::fire(c, desk, number, &kind, now))? {
+                tracing::info!(ticket = number, timer = %kind, "timer fired");
+                fired += 1;
+            }
+        }
+        Ok(fired)
+    }
+
     /// The mail an outbox row sends, composed as the sender composes it (`notify::pending`).
     pub fn outbox_mail(&self, row: &store::outbox::OutboxRow) -> anyhow::Result<Vec<u8>> {
         let renderer = &self.desk.renderer;

@@ -24,6 +24,96 @@ pub struct Settings {
     pub web: Web,
     #[serde(default, rename = "company")]
     pub companies: Vec<Company>,
+    #[serde(default)]
+    pub timers: Timers,
+}
+
+/// SPEC §8 timers, as durations ("3d", "4h", "30s"; "" = off), and the digest's time of day.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timers {
+    #[serde(default)]
+    pub remind_waiting: String,
+    #[serde(default)]
+    pub close_waiting: String,
+    #[serde(default)]
+    pub escalate_blocking: String,
+    #[serde(default)]
+    pub escalate_normal: String,
+    #[serde(default)]
+    pub escalate_low: String,
+    /// "08:00" in `helpdesk.time_zone`; "" = no digest.
+    #[serde(default)]
+    pub digest_at: String,
+}
+
+/// "90s", "15m", "4h", "3d", "1w" (or several: "1d12h") → seconds; "" → None (off).
+pub fn parse_duration(text: &str) -> Result<Option<i64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            ' ' => continue,
+            _ => return Err(format!("`{text}`: unknown unit `{c}` (use s, m, h, d, w)")),
+        };
+        let n: i64 = digits.parse().map_err(|_| format!("`{text}`: a number must come before `{c}`"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!("`{text}`: a unit must follow {digits} (s, m, h, d, w)"));
+    }
+    if total <= 0 {
+        return Err(format!("`{text}`: a duration must be positive"));
+    }
+    Ok(Some(total))
+}
+
+/// "08:00" → minutes after midnight.
+pub fn parse_time_of_day(text: &str) -> Result<Option<u32>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (h, m) = text.split_once(':').ok_or_else(|| format!("`{text}` is not HH:MM"))?;
+    match (h.parse::<u32>(), m.parse::<u32>()) {
+        (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 => Ok(Some(h * 60 + m)),
+        _ => Err(format!("`{text}` is not HH:MM")),
+    }
+}
+
+impl Timers {
+    fn entries(&self) -> [(&'static str, &str); 5] {
+        [
+            ("remind_waiting", &self.remind_waiting),
+            ("close_waiting", &self.close_waiting),
+            ("escalate_blocking", &self.escalate_blocking),
+            ("escalate_normal", &self.escalate_normal),
+            ("escalate_low", &self.escalate_low),
+        ]
+    }
+
+    /// A timer's duration in seconds (validated at load).
+    pub fn seconds(&self, key: &str) -> Option<i64> {
+        self.entries().iter().find(|(k, _)| *k == key).and_then(|(_, v)| parse_duration(v).ok().flatten())
+    }
+
+    pub fn digest_minute(&self) -> Option<u32> {
+        parse_time_of_day(&self.digest_at).ok().flatten()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -60,6 +150,22 @@ pub struct Helpdesk {
     /// (name in any case, value starting so, in any case) goes to quarantine with reason `spam`.
     #[serde(default = "default_spam_headers")]
     pub spam_headers: Vec<String>,
+    /// SPEC §8: a staff member who answers an unassigned ticket takes it.
+    #[serde(default = "yes")]
+    pub take_on_answer: bool,
+    /// SPEC §8: a new ticket's priority follows `Importance` / `X-Priority`.
+    #[serde(default = "yes")]
+    pub mail_priority: bool,
+    /// Time zone of the digest and of times shown without JavaScript (IANA name).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_time_zone() -> String {
+    "Europe/Paris".into()
 }
 
 fn default_spam_headers() -> Vec<String> {
@@ -132,6 +238,15 @@ pub struct MailboxSettings {
     /// Mails fetched per IMAP round trip.
     #[serde(default = "default_batch")]
     pub batch_size: u32,
+    /// SPEC §8 queue: with `address`, this mailbox is a queue of its own — its tickets are answered
+    /// from this address, under its `name`, in its `language`, and alerted to its `staff` (each
+    /// falling back to `[helpdesk]`'s). Without, it feeds the helpdesk's queue.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub staff: Option<Vec<String>>,
 }
 
 impl MailboxSettings {
@@ -337,7 +452,33 @@ impl Settings {
         if !(self.database.url.starts_with("sqlite://") || self.database.url.starts_with("postgres")) {
             bail!("configuration: database.url must start with sqlite:// or postgres://");
         }
+        for (key, value) in self.timers.entries() {
+            if let Err(e) = parse_duration(value) {
+                bail!("configuration: timers.{key} {e}");
+            }
+        }
+        if self.helpdesk.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            bail!("configuration: helpdesk.time_zone `{}` is not an IANA time zone (e.g. Europe/Paris)", self.helpdesk.time_zone);
+        }
+        if let Err(e) = parse_time_of_day(&self.timers.digest_at) {
+            bail!("configuration: timers.digest_at {e}");
+        }
         for (i, m) in self.mailboxes.iter().enumerate() {
+            if let Some(address) = &m.address
+                && EmailAddress::parse(address).is_none()
+            {
+                bail!("configuration: mailbox[{i}].address `{address}` is not an email address");
+            }
+            if let Some(language) = &m.language
+                && !matches!(language.as_str(), "fr" | "en")
+            {
+                bail!("configuration: mailbox[{i}].language must be `fr` or `en`, not `{language}`");
+            }
+            for s in m.staff.iter().flatten() {
+                if EmailAddress::parse(s).is_none() && !s.starts_with('@') {
+                    bail!("configuration: mailbox[{i}].staff entry `{s}` is neither an address nor @domain");
+                }
+            }
             if m.tls == TlsMode::None && !is_loopback(&m.host) {
                 bail!("configuration: mailbox[{i}].tls = \"none\" is allowed only for loopback hosts");
             }
@@ -381,8 +522,11 @@ impl Settings {
         EmailAddress::parse(&self.helpdesk.address).expect("validated at load")
     }
 
+    /// Every staff member: the helpdesk's and every queue's.
     pub fn staff(&self) -> StaffList {
-        StaffList::new(&self.helpdesk.staff)
+        let mut all = self.helpdesk.staff.clone();
+        all.extend(self.mailboxes.iter().flat_map(|m| m.staff.iter().flatten().cloned()));
+        StaffList::new(&all)
     }
 
     pub fn token(&self) -> SubjectToken {
@@ -394,6 +538,7 @@ impl Settings {
         let mut ours = vec![self.helpdesk_address()];
         ours.extend(self.helpdesk.aliases.iter().filter_map(|a| EmailAddress::parse(a)));
         ours.extend(self.mailboxes.iter().filter_map(|m| EmailAddress::parse(&m.username)));
+        ours.extend(self.mailboxes.iter().filter_map(|m| m.address.as_deref().and_then(EmailAddress::parse)));
         ours.sort();
         ours.dedup();
         ours

@@ -39,6 +39,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         }
         None => tracing::warn!("no [smtp] configured: notifications wait in the outbox"),
     }
+    tasks.spawn(run_timers(app.clone(), shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(&app.settings.web.listen)
         .await
         .with_context(|| format!("cannot listen on {}", app.settings.web.listen))?;
@@ -66,6 +67,30 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     web.await.context("web task")??;
     Ok(())
+}
+
+/// How often the daemon looks for due timers: a read of an index that finds nothing when nothing
+/// is due, so it costs nothing when idle.
+const TIMER_CHECK: Duration = Duration::from_secs(2);
+
+/// Fires due timers (`desk::timers`) until shutdown; errors are logged and retried.
+async fn run_timers(app: App, mut shutdown: Shutdown) {
+    let desk = app.desk.clone();
+    if let Err(e) = app.store.run(move |s| s.write(|c| crate::desk::timers::schedule_digest(c, &desk, store::now()))).await
+    {
+        tracing::error!(error = %format!("{e:#}"), "cannot schedule the daily digest");
+    }
+    loop {
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || a.fire_due_timers()).await {
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "timers"),
+            Err(e) => tracing::error!(error = %e, "timers task"),
+            Ok(Ok(_)) => {}
+        }
+        if shutdown.sleep(TIMER_CHECK).await {
+            return;
+        }
+    }
 }
 
 const DEMO_SETTINGS: &str = r#"

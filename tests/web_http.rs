@@ -550,7 +550,9 @@ async fn closing_and_reopening_with_a_reason_tell_staff() {
     let json: serde_json::Value = get(&c, &app, &format!("/api/tickets/{n}")).await.json().await.unwrap();
     assert_eq!(json["status"], "open");
     assert!(json.to_string().contains("Le problème est revenu"));
-    assert_eq!(app.outbox_for(STAFF, "ticket_closed").len(), 1);
+    let closed = app.outbox_for(STAFF, "customer_closed");
+    assert_eq!(closed.len(), 1, "staff hear of the customer's closing in their own words");
+    assert!(String::from_utf8_lossy(&closed[0].data).contains(MARIE));
     assert_eq!(app.outbox_for(STAFF, "ticket_reopened").len(), 1);
 }
 

@@ -262,6 +262,7 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                         service: Some("Support"),
                         unverified: false,
                         refers_to: None,
+                        queue: "support@example.com",
                         at: created,
                     },
                 )?;

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::Desk;
 use super::notices::{Kind, Notice, human_size, queue};
+use super::timers;
 use crate::domain::{EmailAddress, MessageKind, Priority, Status};
 use crate::parse::Attachment;
 use crate::store::Conn;
@@ -89,6 +90,7 @@ pub fn store_message(
             unverified: msg.unverified,
         },
     )?;
+    tickets::note_waiting(conn, number, kind, msg.auto, at)?;
     let mut files = Vec::new();
     for a in msg.attachments.iter().filter(|a| a.data.len() as u64 <= limit) {
         tickets::insert_attachment(
@@ -143,6 +145,8 @@ pub struct OpenTicket<'a> {
     pub unverified: bool,
     pub refers_to: Option<i64>,
     pub watchers: &'a [EmailAddress],
+    /// The queue's address (`desk::queues`).
+    pub queue: &'a EmailAddress,
     /// The first message's kind: `customer`, or `staff` when staff opened it for a customer.
     pub kind: MessageKind,
     pub message: &'a Incoming,
@@ -168,6 +172,7 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
             service: o.service,
             unverified: o.unverified,
             refers_to: o.refers_to,
+            queue: o.queue.as_str(),
             at,
         },
     )?;
@@ -191,6 +196,7 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
         };
         record_event(conn, number, &o.actor.address, &text, at)?;
     }
+    timers::sync(conn, desk, number, at)?;
     if mailing == Mailing::Silent {
         return Ok(number);
     }
@@ -208,9 +214,11 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
         queue(conn, desk, ack, at)?;
     }
     let mut alert = Notice::new("staff_alert_created", Some(&ticket), Kind::Automatic);
-    alert.recipients = desk.staff_recipients();
+    alert.recipients = desk.alert_recipients(&ticket);
     alert.actor = Some(&o.actor.address);
     alert.extra = json!({ "body": body, "author": display(o.actor) });
+    // Staff working from their mail client get the customer's files with the alert (SPEC §8).
+    alert.files = stored.files.clone();
     queue(conn, desk, alert, at)?;
     // The requester's refused files are named in their acknowledgement; staff opening a ticket
     // for a customer hear of their own.
@@ -266,7 +274,7 @@ pub fn customer_reply(
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
             let text =
-                if desk.lang() == "en" { format!("Watcher added: {w}") } else { format!("Observateur ajouté : {w}") };
+                if desk.lang() == "en" { format!("In copy: {w}") } else { format!("En copie : {w}") };
             record_event(conn, number, &actor.address, &text, at)?;
         }
     }
@@ -289,15 +297,17 @@ pub fn customer_reply(
         }
         Status::New | Status::Open => {}
     }
+    timers::sync(conn, desk, number, at)?;
     if mailing == Mailing::Silent {
         return Ok(());
     }
     let ticket = tickets::get_ticket(conn, number)?.expect("exists");
     let mut alert = Notice::new("customer_answer", Some(&ticket), Kind::Automatic);
-    alert.recipients = desk.staff_recipients();
+    alert.recipients = desk.alert_recipients(&ticket);
     alert.actor = Some(&actor.address);
     alert.in_reply_to = msg.mail_message_id.clone();
     alert.extra = json!({ "body": msg.text, "author": display(actor) });
+    alert.files = stored.files.clone();
     queue(conn, desk, alert, at)?;
     refused_notice(conn, desk, &ticket, &actor.address, msg, &stored.refused, at)?;
     Ok(())
@@ -327,9 +337,13 @@ pub fn staff_reply(
         None
     };
     if let Some(p) = priority {
-        set_priority(conn, desk, ticket, p, &actor.address, at)?;
+        set_priority(conn, desk, ticket, p, &actor.address, mailing, at)?;
     }
     let relayed = !as_note && has_text;
+    // Whoever answers an unassigned ticket takes it, so that nobody else answers it too.
+    if relayed && ticket.assignee.is_none() && desk.settings.helpdesk.take_on_answer {
+        assign(conn, desk, ticket, Some(&actor.address), &actor.address, Mailing::Silent, at)?;
+    }
     let target = status.or(if relayed { Some(Status::Waiting) } else { None });
     let mut status_changed = None;
     if let Some(s) = target.filter(|s| *s != ticket.status()) {
@@ -337,6 +351,7 @@ pub fn staff_reply(
         status_changed = Some(s);
     }
     tickets::touch(conn, number, at)?;
+    timers::sync(conn, desk, number, at)?;
     if mailing == Mailing::Silent {
         return Ok(());
     }
@@ -352,6 +367,39 @@ pub fn staff_reply(
         queue(conn, desk, relay, at)?;
     } else if let Some(s) = status_changed {
         status_notice(conn, desk, &ticket, s, &actor.address, None, at)?;
+    }
+    Ok(())
+}
+
+/// Gives the ticket to a staff member (`None`: back to its queue), traces it and tells the new
+/// assignee — unless they assigned it to themselves (SPEC §8).
+pub fn assign(
+    conn: &mut Conn,
+    desk: &Desk,
+    ticket: &TicketRow,
+    to: Option<&EmailAddress>,
+    actor: &EmailAddress,
+    mailing: Mailing,
+    at: i64,
+) -> anyhow::Result<()> {
+    if ticket.assignee.as_deref() == to.map(EmailAddress::as_str) {
+        return Ok(());
+    }
+    tickets::set_assignee(conn, ticket.number, to.map(EmailAddress::as_str), at)?;
+    let lang = desk.lang();
+    let text = match (to, lang) {
+        (Some(a), "en") => format!("Assigned to {a}"),
+        (Some(a), _) => format!("Assigné à {a}"),
+        (None, "en") => "Unassigned".to_string(),
+        (None, _) => "Désassigné".to_string(),
+    };
+    record_event(conn, ticket.number, actor, &text, at)?;
+    if let (Some(to), Mailing::Send) = (to, mailing) {
+        let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
+        let mut n = Notice::new("ticket_assigned", Some(&updated), Kind::Automatic);
+        n.recipients = vec![to.clone()];
+        n.actor = Some(actor);
+        queue(conn, desk, n, at)?;
     }
     Ok(())
 }
@@ -400,19 +448,23 @@ fn status_notice(
     reason: Option<&str>,
     at: i64,
 ) -> anyhow::Result<()> {
+    let by_staff = desk.is_staff(actor);
     let event = match (ticket.status(), to) {
+        // Staff hear of a customer's closing in their own words, not in the customer's mail.
+        (_, Status::Closed) if !by_staff => "customer_closed",
         (_, Status::Closed) => "ticket_closed",
         _ if reason.is_some() => "ticket_reopened",
         _ => "status_changed",
     };
     let mut n = Notice::new(event, Some(ticket), Kind::Automatic);
     n.recipients = customers_of(conn, ticket)?;
-    if !desk.is_staff(actor) {
+    if !by_staff {
         // A customer's own change is announced to staff instead.
-        n.recipients = desk.staff_recipients();
+        n.recipients = desk.alert_recipients(ticket);
     }
     n.actor = Some(actor);
-    n.extra = json!({ "reason": reason.unwrap_or("") });
+    let author = if by_staff { String::new() } else { actor.to_string() };
+    n.extra = json!({ "reason": reason.unwrap_or(""), "author": author });
     queue(conn, desk, n, at)?;
     Ok(())
 }
@@ -431,6 +483,7 @@ pub fn change_status(
         return Ok(());
     }
     change_status_silently(conn, desk, ticket, to, actor, at)?;
+    timers::sync(conn, desk, ticket.number, at)?;
     if mailing == Mailing::Send {
         let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
         status_notice(conn, desk, &updated, to, actor, None, at)?;
@@ -451,6 +504,7 @@ pub fn reopen(
     tickets::set_status(conn, ticket.number, Status::Open, at)?;
     let text = if lang == "en" { format!("Reopened: {reason}") } else { format!("Rouvert : {reason}") };
     record_event(conn, ticket.number, actor, &text, at)?;
+    timers::sync(conn, desk, ticket.number, at)?;
     let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
     status_notice(conn, desk, &updated, Status::Open, actor, Some(reason), at)
 }
@@ -461,6 +515,7 @@ pub fn set_priority(
     ticket: &TicketRow,
     to: Priority,
     actor: &EmailAddress,
+    mailing: Mailing,
     at: i64,
 ) -> anyhow::Result<()> {
     // Like change_status: setting the same priority again is no change and leaves no trace.
@@ -474,5 +529,15 @@ pub fn set_priority(
     } else {
         format!("Priorité : {} → {}", ticket.priority().label(lang), to.label(lang))
     };
-    record_event(conn, ticket.number, actor, &text, at)
+    record_event(conn, ticket.number, actor, &text, at)?;
+    timers::sync(conn, desk, ticket.number, at)?;
+    if mailing == Mailing::Send {
+        // The customer hears of it: how soon they may expect an answer changed.
+        let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
+        let mut n = Notice::new("priority_changed", Some(&updated), Kind::Automatic);
+        n.recipients = customers_of(conn, &updated)?;
+        n.actor = Some(actor);
+        queue(conn, desk, n, at)?;
+    }
+    Ok(())
 }

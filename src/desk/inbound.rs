@@ -269,6 +269,17 @@ fn process(
                     return unknown_commands(conn, desk, &ticket, &actor, &mut incoming, &commands, now);
                 }
                 incoming.text = commands.rest.clone();
+                let ticket = match &commands.assign {
+                    Some(a) => {
+                        let to = a.resolve(&actor.address);
+                        if to.as_ref().is_some_and(|t| !desk.is_staff(t)) {
+                            return unknown_commands(conn, desk, &ticket, &actor, &mut incoming, &commands, now);
+                        }
+                        actions::assign(conn, desk, &ticket, to.as_ref(), &actor.address, mailing, now)?;
+                        tickets::get_ticket(conn, number)?.expect("exists")
+                    }
+                    None => ticket,
+                };
                 actions::staff_reply(
                     conn,
                     desk,
@@ -298,6 +309,9 @@ fn process(
                 return staff_new_ticket(conn, desk, mail, &actor, &mut incoming, mailing, now);
             }
             let title = desk.token.clean_subject(&mail.subject);
+            let queue = desk.queue_for_mail(source, recipients(mail)).address.clone();
+            let priority =
+                mail.urgency.filter(|_| desk.settings.helpdesk.mail_priority).unwrap_or(Priority::Normal);
             let number = actions::open_ticket(
                 conn,
                 desk,
@@ -305,12 +319,13 @@ fn process(
                     requester: &sender,
                     actor: &actor,
                     subject: &title,
-                    priority: Priority::Normal,
+                    priority,
                     product: None,
                     service,
                     unverified,
                     refers_to,
                     watchers: &cc,
+                    queue: &queue,
                     kind: MessageKind::Customer,
                     message: &incoming,
                 },
@@ -320,6 +335,11 @@ fn process(
             Ok(Outcome::Ticket { number, created: true })
         }
     }
+}
+
+/// Where a mail was sent: To, Cc and the envelope's Delivered-To.
+fn recipients(mail: &InboundMail) -> impl Iterator<Item = &EmailAddress> {
+    mail.to.iter().chain(&mail.cc).map(|m| &m.address).chain(&mail.delivered_to)
 }
 
 /// Addresses of one mail's To/Cc that may become watchers (SPEC §2.8).
@@ -432,6 +452,7 @@ fn staff_new_ticket(
     now: i64,
 ) -> anyhow::Result<Outcome> {
     let commands = StaffCommands::parse(&incoming.text);
+    let queue = desk.queue_for_mail("", recipients(mail)).address.clone();
     if !commands.unknown.is_empty() {
         // No ticket to hold it: open one for staff, as a note, and answer with the valid list.
         let title = desk.token.clean_subject(&mail.subject);
@@ -449,6 +470,7 @@ fn staff_new_ticket(
                 unverified: false,
                 refers_to: None,
                 watchers: &[],
+                queue: &queue,
                 kind: MessageKind::Note,
                 message: incoming,
             },
@@ -483,6 +505,7 @@ fn staff_new_ticket(
             unverified: false,
             refers_to: None,
             watchers: &[],
+            queue: &queue,
             kind: if commands.note { MessageKind::Note } else { kind },
             message: incoming,
         },
@@ -492,6 +515,10 @@ fn staff_new_ticket(
     if let Some(s) = commands.status.filter(|s| *s != Status::New) {
         let ticket = tickets::get_ticket(conn, number)?.expect("just opened");
         actions::change_status(conn, desk, &ticket, s, &actor.address, Mailing::Silent, now)?;
+    }
+    if let Some(to) = commands.assign.as_ref().and_then(|a| a.resolve(&actor.address)).filter(|a| desk.is_staff(a)) {
+        let ticket = tickets::get_ticket(conn, number)?.expect("just opened");
+        actions::assign(conn, desk, &ticket, Some(&to), &actor.address, mailing, now)?;
     }
     if on_behalf {
         // Staff's own address never reaches a customer (SPEC §7): their display name only.
@@ -539,6 +566,33 @@ fn send_unknown_command_notice(
     Ok(())
 }
 
+/// The argument of `#assign`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assign {
+    Me,
+    To(EmailAddress),
+    Nobody,
+}
+
+impl Assign {
+    fn parse(arg: &str) -> Option<Assign> {
+        match arg.to_lowercase().as_str() {
+            "me" | "moi" => Some(Assign::Me),
+            "none" | "nobody" | "personne" | "aucun" => Some(Assign::Nobody),
+            other => EmailAddress::parse(other).map(Assign::To),
+        }
+    }
+
+    /// Whom it names, `actor` being "me".
+    pub fn resolve(&self, actor: &EmailAddress) -> Option<EmailAddress> {
+        match self {
+            Assign::Me => Some(actor.clone()),
+            Assign::To(a) => Some(a.clone()),
+            Assign::Nobody => None,
+        }
+    }
+}
+
 /// Commands at the top of a staff mail (SPEC §3).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StaffCommands {
@@ -546,6 +600,8 @@ pub struct StaffCommands {
     pub priority: Option<Priority>,
     pub note: bool,
     pub requester: Option<EmailAddress>,
+    /// `#assign me|ADDRESS|none` (SPEC §8).
+    pub assign: Option<Assign>,
     pub unknown: Vec<String>,
     /// The text without the command lines.
     pub rest: String,
@@ -578,6 +634,7 @@ impl StaffCommands {
                     true
                 }
                 "requester" | "demandeur" => arg.and_then(EmailAddress::parse).map(|a| c.requester = Some(a)).is_some(),
+                "assign" | "assigner" => arg.and_then(Assign::parse).map(|a| c.assign = Some(a)).is_some(),
                 _ => false,
             };
             if !ok {

@@ -5,6 +5,8 @@
 pub mod actions;
 pub mod inbound;
 pub mod notices;
+pub mod queues;
+pub mod timers;
 pub mod visibility;
 
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct Desk {
     pub token: SubjectToken,
     pub ours: Vec<EmailAddress>,
     pub helpdesk: EmailAddress,
+    /// The helpdesk's queue first, then each mailbox's (`queues`).
+    pub queues: Arc<Vec<queues::Queue>>,
 }
 
 impl Desk {
@@ -33,6 +37,7 @@ impl Desk {
             token: settings.token(),
             ours: settings.our_addresses(),
             helpdesk: settings.helpdesk_address(),
+            queues: Arc::new(queues::from_settings(&settings)),
             renderer: Arc::new(renderer),
             secret: Arc::new(secret),
             settings,
@@ -56,6 +61,11 @@ impl Desk {
         crate::trust::reply_address(&self.secret, &self.helpdesk, 0, staff)
     }
 
+    /// `helpdesk.time_zone` (validated at load).
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.settings.helpdesk.time_zone.parse().unwrap_or(chrono_tz::Europe::Paris)
+    }
+
     pub fn lang(&self) -> &str {
         &self.settings.helpdesk.language
     }
@@ -65,11 +75,9 @@ impl Desk {
         self.helpdesk.domain()
     }
 
-    /// Where staff alerts go: `staff_notify`, else the staff addresses.
+    /// Where the helpdesk queue's alerts go: `staff_notify`, else the staff addresses.
     pub fn staff_recipients(&self) -> Vec<EmailAddress> {
-        let explicit: Vec<EmailAddress> =
-            self.settings.helpdesk.staff_notify.iter().filter_map(|a| EmailAddress::parse(a)).collect();
-        if explicit.is_empty() { self.staff.addresses().collect() } else { explicit }
+        self.default_queue().alerted.clone()
     }
 
     /// The company of an address, and whether it shares tickets.

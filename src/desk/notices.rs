@@ -129,10 +129,12 @@ fn queue_one(
     now: i64,
 ) -> anyhow::Result<()> {
     let settings = &desk.settings;
-    let lang = desk.lang();
+    // The ticket's queue speaks for it: its address, name and language (SPEC §8).
+    let queue_of = desk.queue_of(notice.ticket);
+    let lang = queue_of.language.as_str();
     let number = notice.ticket.map(|t| t.number);
     let mut ctx = json!({
-        "helpdesk_name": settings.helpdesk.name,
+        "helpdesk_name": queue_of.name,
         "public_url": settings.helpdesk.public_url,
         "recipient": to.as_str(),
         "body": "", "author": "", "reason": "", "files": [], "limit": human_size(settings.helpdesk.max_attachment_bytes, lang),
@@ -167,8 +169,8 @@ fn queue_one(
         Kind::Relay | Kind::Requested => None,
     };
     let from_name = match &notice.from_name {
-        Some(person) => format!("{person} via {}", settings.helpdesk.name),
-        None => settings.helpdesk.name.clone(),
+        Some(person) => format!("{person} via {}", queue_of.name),
+        None => queue_of.name.clone(),
     };
     let pending = PendingMail {
         lang: lang.to_string(),
@@ -176,12 +178,12 @@ fn queue_one(
         ctx,
         token,
         from_name,
-        from_address: desk.helpdesk.to_string(),
+        from_address: queue_of.address.to_string(),
         to: vec![to.to_string()],
         // The recipient's "Reply" carries the proof that it is them (SPEC §7).
         reply_to: notice
             .reply_as
-            .map(|ticket| trust::reply_address(&desk.secret, &desk.helpdesk, ticket, to).to_string()),
+            .map(|ticket| trust::reply_address(&desk.secret, &queue_of.address, ticket, to).to_string()),
         message_id: mid.clone(),
         in_reply_to,
         references,
@@ -189,7 +191,7 @@ fn queue_one(
         loop_id: loop_id(desk),
         files: notice.files.clone(),
     };
-    let envelope_from = if notice.null_sender { String::new() } else { desk.helpdesk.to_string() };
+    let envelope_from = if notice.null_sender { String::new() } else { queue_of.address.to_string() };
     outbox::queue(
         conn,
         &outbox::Queued {

@@ -7,7 +7,8 @@
 //!   staff member's display name (or the helpdesk's name), as in the mails relayed to them;
 //! - of a staff member's message, only what was relayed: its answer text — not the whole mail
 //!   with its command lines and quoted history, not the mail's HTML;
-//! - in an event, a staff address named in its text reads as the helpdesk's name.
+//! - in an event, a staff address named in its text reads as the helpdesk's name;
+//! - a ticket's assignee never (`ticket_for`).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -16,6 +17,13 @@ use regex::Regex;
 
 use super::Desk;
 use crate::domain::{EmailAddress, MessageKind};
+
+/// A ticket as a customer is shown it: who handles it inside the team is internal.
+pub fn ticket_for(staff_viewer: bool, json: &mut crate::store::tickets::TicketJson) {
+    if !staff_viewer {
+        json.assignee = None;
+    }
+}
 
 /// One message as a viewer is shown it.
 #[derive(Debug, PartialEq, Eq)]

@@ -36,6 +36,13 @@
 //! | `attachment_refused` | ticket, `files` (list of `{name, size}`), `limit` | |
 //! | `unknown_command` (to a staff member) | `commands` (the unknown command lines) | ticket |
 //! | `unverified_staff_mail` (to the staff member a mail claimed to be from) | `body`, `personal_address` | ticket |
+//! | `ticket_assigned` (to the new assignee) | ticket | |
+//! | `staff_alert_overdue` (to the assignee or the queue's staff) | ticket, `waited` | |
+//! | `waiting_reminder` (to requester and watchers) | ticket | |
+//! | `ticket_closed_waiting` (to requester and watchers) | ticket | |
+//! | `priority_changed` (to requester and watchers) | ticket | |
+//! | `customer_closed` (to the assignee or the queue's staff) | ticket, `author` | `reason` |
+//! | `staff_digest` (to a staff member) | `tickets` (`{token, subject, status_label, priority_label, overdue, assigned, url}`), `count` | |
 //!
 //! `size` and `limit` are human sizes in the mail's language: see [`human_size`].
 
@@ -67,6 +74,13 @@ pub const EVENTS: &[&str] = &[
     "attachment_refused",
     "unknown_command",
     "unverified_staff_mail",
+    "ticket_assigned",
+    "staff_alert_overdue",
+    "waiting_reminder",
+    "ticket_closed_waiting",
+    "staff_digest",
+    "priority_changed",
+    "customer_closed",
 ];
 /// The languages with templates; the first one is the default.
 pub const LANGUAGES: &[&str] = &["fr", "en"];
@@ -283,6 +297,10 @@ mod tests {
             "link": LINK,
             "commands": ["#statut fermé"],
             "personal_address": "support+0-0123456789abcdef@example.com",
+            "waited": "2 h 05",
+            "count": 1,
+            "tickets": [{"token": "[Ticket #42]", "subject": "Imprimante", "status_label": "Nouveau",
+                         "priority_label": "Bloquante", "overdue": true, "assigned": false, "url": URL}],
         })
     }
 
@@ -303,7 +321,11 @@ mod tests {
                 assert!(!mail.subject.is_empty() && !mail.subject.contains('\n'), "{place}: {:?}", mail.subject);
                 assert!(mail.html.contains("<html lang=") && !mail.html.contains("<img"), "{place}");
                 assert!(mail.text.ends_with('\n') && !mail.text.ends_with("\n\n"), "{place}");
-                if *event == "login_link" {
+                if *event == "staff_digest" {
+                    // A list of tickets, not one: each with its token and link.
+                    assert!(mail.subject.contains('1'), "{place}: {}", mail.subject);
+                    assert!(mail.text.contains("[Ticket #42] Imprimante") && mail.text.contains(URL), "{place}");
+                } else if *event == "login_link" {
                     assert!(mail.subject.contains("Support Cisa"), "{place}");
                     assert!(mail.text.contains(LINK) && mail.html.contains(LINK), "{place}");
                     assert!(mail.text.contains("15 minutes") && mail.html.contains("15 minutes"), "{place}");
@@ -328,7 +350,12 @@ mod tests {
 
             let answer = render("staff_answer");
             assert!(answer.text.starts_with("Bonjour,\nl'imprimante du 2e étage"), "{lang}: {}", answer.text);
-            assert!(answer.text.contains("Alice Martin"));
+            // Signed once: by the staff member's own words and the From name, not again by us.
+            assert!(!answer.text.contains("Alice Martin"));
+            let mut waiting = ctx.clone();
+            waiting["ticket"]["status"] = serde_json::json!("waiting");
+            let waits = renderer.render(lang, "staff_answer", &waiting).unwrap();
+            assert!(waits.text.contains(if *lang == "en" { "waiting for your answer" } else { "attendons votre réponse" }));
             assert!(render("customer_answer").text.contains("« Erreur 42 »"));
             assert!(render("staff_alert_created").text.contains("client@customer.example"));
             assert!(render("staff_alert_created").text.contains("Sage Paie"));

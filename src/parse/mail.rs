@@ -74,6 +74,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
             .collect(),
         forwarded_from,
         spam_headers: spam_headers(&message),
+        urgency: urgency(&message),
         size: raw.len(),
     })
 }
@@ -207,6 +208,24 @@ fn spam_headers(message: &Message<'_>) -> Vec<(String, String)> {
             raw_values(message, h.name.as_str()).next().map(|v| (name, v))
         })
         .collect()
+}
+
+/// `Importance: high` / `X-Priority: 1|2` → blocking; `low` / `4|5` → low; anything else → none.
+fn urgency(message: &Message<'_>) -> Option<crate::domain::Priority> {
+    use crate::domain::Priority;
+    let importance = raw_values(message, "Importance").next().map(|v| v.trim().to_ascii_lowercase());
+    match importance.as_deref() {
+        Some("high") => return Some(Priority::Blocking),
+        Some("low") => return Some(Priority::Low),
+        _ => {}
+    }
+    // "1 (Highest)", "5 (Lowest)": the number leads.
+    let x_priority = raw_values(message, "X-Priority").next()?;
+    match x_priority.trim().chars().next()? {
+        '1' | '2' => Some(Priority::Blocking),
+        '4' | '5' => Some(Priority::Low),
+        _ => None,
+    }
 }
 
 /// Raw values of every top-level header named `name` (any case), unfolded and trimmed.

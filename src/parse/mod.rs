@@ -67,6 +67,8 @@ pub struct InboundMail {
     pub forwarded_from: Option<Mailbox>,
     /// `X-Spam…` headers as (name, value): the receiving server's spam verdict, read by `desk`.
     pub spam_headers: Vec<(String, String)>,
+    /// The sender's urgency from `Importance` / `X-Priority` (SPEC §8), when it says one.
+    pub urgency: Option<crate::domain::Priority>,
     /// Size of the raw mail in bytes.
     pub size: usize,
 }

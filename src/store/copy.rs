@@ -62,7 +62,8 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
             data: Vec<u8>, state: String, reason: Option<String>, ticket_number: Option<i64>)),
         copy_table!(src, dst, tickets, (number: i64, subject: String, status: String, priority: String, requester: String,
             company: Option<String>, product: Option<String>, service: Option<String>, unverified: bool,
-            refers_to: Option<i64>, created_at: i64, updated_at: i64, closed_at: Option<i64>)),
+            refers_to: Option<i64>, created_at: i64, updated_at: i64, closed_at: Option<i64>, assignee: Option<String>,
+            queue: Option<String>, waiting_since: Option<i64>)),
         copy_table!(src, dst, watchers, (ticket_number: i64, address: String)),
         copy_table!(src, dst, messages, (id: i64, ticket_number: i64, kind: String, from_addr: String,
             from_name: Option<String>, at: i64, subject: String, text: String, full_text: String, html: Option<String>,
@@ -81,6 +82,7 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
             lease_holder: Option<String>, lease_until: i64)),
         copy_table!(src, dst, reads, (email: String, ticket_number: i64, read_at: i64)),
         copy_table!(src, dst, saved_criteria, (email: String, query: String)),
+        copy_table!(src, dst, timers, (ticket_number: i64, kind: String, due_at: i64, fired_at: Option<i64>)),
     ];
     reindex(dst)?;
     resync_ids(dst)?;

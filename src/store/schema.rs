@@ -32,6 +32,9 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         closed_at -> Nullable<BigInt>,
+        assignee -> Nullable<Text>,
+        queue -> Nullable<Text>,
+        waiting_since -> Nullable<BigInt>,
     }
 }
 
@@ -137,5 +140,8 @@ diesel::table! {
 diesel::table! { reads (email, ticket_number) { email -> Text, ticket_number -> BigInt, read_at -> BigInt, } }
 diesel::table! { saved_criteria (email) { email -> Text, query -> Text, } }
 diesel::table! { rate_events (key, at) { key -> Text, at -> BigInt, } }
+diesel::table! {
+    timers (ticket_number, kind) { ticket_number -> BigInt, kind -> Text, due_at -> BigInt, fired_at -> Nullable<BigInt>, }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(tickets, watchers, messages, attachments, blobs, outbox, reads);
+diesel::allow_tables_to_appear_in_same_query!(tickets, watchers, messages, attachments, blobs, outbox, reads, timers);

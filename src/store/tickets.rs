@@ -27,6 +27,12 @@ pub struct TicketRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub closed_at: Option<i64>,
+    /// The staff member handling it (SPEC §8); `None`: its queue's staff.
+    pub assignee: Option<String>,
+    /// The address of the mailbox (queue) whose settings it follows; `None`: the helpdesk's.
+    pub queue: Option<String>,
+    /// When the customer's oldest unanswered message came; `None`: nothing waits on staff.
+    pub waiting_since: Option<i64>,
 }
 
 impl TicketRow {
@@ -47,6 +53,7 @@ pub struct NewTicket<'a> {
     pub service: Option<&'a str>,
     pub unverified: bool,
     pub refers_to: Option<i64>,
+    pub queue: &'a str,
     pub at: i64,
 }
 
@@ -64,6 +71,7 @@ pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<i64> {
             tickets::service.eq(t.service),
             tickets::unverified.eq(t.unverified),
             tickets::refers_to.eq(t.refers_to),
+            tickets::queue.eq(t.queue),
             tickets::created_at.eq(t.at),
             tickets::updated_at.eq(t.at),
         ))
@@ -87,6 +95,32 @@ pub fn set_priority(conn: &mut Conn, number: i64, priority: Priority, at: i64) -
     diesel::update(tickets::table.find(number))
         .set((tickets::priority.eq(priority.as_str()), tickets::updated_at.eq(at)))
         .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_assignee(conn: &mut Conn, number: i64, assignee: Option<&str>, at: i64) -> anyhow::Result<()> {
+    diesel::update(tickets::table.find(number))
+        .set((tickets::assignee.eq(assignee), tickets::updated_at.eq(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Who the ticket waits on after a message of `kind`: a person's customer message makes it wait on
+/// staff (since the oldest unanswered one); a staff answer ends the wait.
+pub fn note_waiting(conn: &mut Conn, number: i64, kind: MessageKind, auto: bool, at: i64) -> anyhow::Result<()> {
+    match kind {
+        MessageKind::Customer if !auto => {
+            diesel::update(tickets::table.find(number).filter(tickets::waiting_since.is_null()))
+                .set(tickets::waiting_since.eq(Some(at)))
+                .execute(conn)?;
+        }
+        MessageKind::Staff => {
+            diesel::update(tickets::table.find(number))
+                .set(tickets::waiting_since.eq(None::<i64>))
+                .execute(conn)?;
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -370,6 +404,12 @@ pub struct TicketJson {
     pub closed_at: Option<String>,
     pub unverified: bool,
     pub refers_to: Option<i64>,
+    /// SPEC §8: the staff member handling it, or null.
+    pub assignee: Option<String>,
+    /// SPEC §8: the address of its queue (mailbox).
+    pub queue: Option<String>,
+    /// When the customer's oldest unanswered message came (null: nothing waits on staff).
+    pub waiting_since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unread: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -420,6 +460,9 @@ pub fn ticket_json(row: &TicketRow, watchers: Vec<String>) -> TicketJson {
         closed_at: row.closed_at.map(rfc3339),
         unverified: row.unverified,
         refers_to: row.refers_to,
+        assignee: row.assignee.clone(),
+        queue: row.queue.clone(),
+        waiting_since: row.waiting_since.map(rfc3339),
         unread: None,
         messages: None,
     }
@@ -593,6 +636,15 @@ pub struct ListCriteria {
     /// keyword must match the ticket.
     pub keywords: Vec<String>,
     pub unread_only: bool,
+    /// `Some(None)`: unassigned tickets; `Some(Some(a))`: those assigned to `a`.
+    pub assignee: Option<Option<String>>,
+    /// `Some(true)`: waiting on staff (the customer's message is unanswered); `Some(false)`:
+    /// waiting on the customer.
+    pub waiting_on_us: Option<bool>,
+    pub requester: Option<String>,
+    /// Case-insensitive equality.
+    pub company: Option<String>,
+    pub queue: Option<String>,
     pub sort: SortKey,
     pub descending: bool,
     pub offset: i64,
@@ -611,6 +663,11 @@ impl Default for ListCriteria {
             until: None,
             keywords: Vec::new(),
             unread_only: false,
+            assignee: None,
+            waiting_on_us: None,
+            requester: None,
+            company: None,
+            queue: None,
             sort: SortKey::Updated,
             descending: true,
             offset: 0,
@@ -761,6 +818,33 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, walk_d
     if let Some(until) = c.until {
         b.push(" AND t.created_at < ").param(Param::Int(until));
     }
+    match &c.assignee {
+        Some(Some(a)) => {
+            b.push(" AND t.assignee = ").param(Param::Text(a.clone()));
+        }
+        Some(None) => {
+            b.push(" AND t.assignee IS NULL");
+        }
+        None => {}
+    }
+    match c.waiting_on_us {
+        Some(true) => {
+            b.push(" AND t.waiting_since IS NOT NULL AND t.status <> 'closed'");
+        }
+        Some(false) => {
+            b.push(" AND t.status = 'waiting'");
+        }
+        None => {}
+    }
+    if let Some(r) = &c.requester {
+        b.push(" AND t.requester = ").param(Param::Text(r.clone()));
+    }
+    if let Some(company) = &c.company {
+        b.push(" AND lower(t.company) = lower(").param(Param::Text(company.clone())).push(")");
+    }
+    if let Some(q) = &c.queue {
+        b.push(" AND t.queue = ").param(Param::Text(q.clone()));
+    }
     let notes = if audience.is_staff() { "" } else { " AND m.kind <> 'note'" };
     // A customer sees few tickets: each of their messages is checked against the index (a
     // rowid seek per message; CROSS JOIN keeps SQLite from turning the loops around). Staff and shared companies see many: the messages matching the
@@ -849,6 +933,7 @@ pub fn list_tickets(
             sqlite,
             sql: "SELECT t.number, t.subject, t.status, t.priority, t.requester, t.company, t.product, t.service, \
                   t.unverified, t.refers_to, t.created_at, t.updated_at, t.closed_at, \
+                  t.assignee, t.queue, t.waiting_since, \
                   (r.read_at IS NULL OR r.read_at < t.updated_at) AS unread"
                 .into(),
             params: Vec::new(),

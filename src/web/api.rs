@@ -31,6 +31,7 @@ pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
             let w = watchers.iter().filter(|(n, _)| *n == number).map(|(_, a)| a.clone()).collect();
             let mut json = tickets::ticket_json(&r.ticket, w);
             json.unread = Some(r.unread);
+            visibility::ticket_for(viewer.is_staff(), &mut json);
             json
         })
         .collect();
@@ -62,6 +63,7 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
         })
         .await?;
     let Some((mut json, cids)) = found else { return Err(WebError::NotFound) };
+    visibility::ticket_for(viewer.is_staff(), &mut json);
     let empty = HashMap::new();
     for m in json.messages.iter_mut().flatten() {
         let written = visibility::Written {

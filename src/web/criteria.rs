@@ -28,6 +28,14 @@ pub struct Criteria {
     pub to: Option<NaiveDate>,
     pub q: String,
     pub unread: bool,
+    /// SPEC §8: `me`, `none` or an address; empty: anyone.
+    pub assignee: String,
+    /// `us` (the customer's message waits for an answer) or `customer`; empty: either.
+    pub waiting_on: String,
+    pub requester: String,
+    pub company: String,
+    /// A queue's address; empty: every queue.
+    pub queue: String,
     pub sort: SortKey,
     pub descending: bool,
     pub page: i64,
@@ -45,6 +53,11 @@ impl Default for Criteria {
             to: None,
             q: String::new(),
             unread: false,
+            assignee: String::new(),
+            waiting_on: String::new(),
+            requester: String::new(),
+            company: String::new(),
+            queue: String::new(),
             sort: SortKey::Updated,
             descending: true,
             page: 1,
@@ -85,6 +98,11 @@ impl Criteria {
                 "to" => c.to = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok(),
                 "q" => c.q = value.chars().take(500).collect(),
                 "unread" => c.unread = matches!(value, "1" | "true" | "on"),
+                "assignee" => c.assignee = value.to_lowercase().chars().take(254).collect(),
+                "waiting_on" => c.waiting_on = Some(value).filter(|v| matches!(*v, "us" | "customer")).unwrap_or("").into(),
+                "requester" => c.requester = value.to_lowercase().chars().take(254).collect(),
+                "company" => c.company = value.chars().take(200).collect(),
+                "queue" => c.queue = value.to_lowercase().chars().take(254).collect(),
                 "sort" => {
                     let (desc, name) = match value.strip_prefix('-') {
                         Some(rest) => (true, rest),
@@ -143,6 +161,17 @@ impl Criteria {
         if self.unread {
             q.push(("unread", "1".into()));
         }
+        for (key, value) in [
+            ("assignee", &self.assignee),
+            ("waiting_on", &self.waiting_on),
+            ("requester", &self.requester),
+            ("company", &self.company),
+            ("queue", &self.queue),
+        ] {
+            if !value.is_empty() {
+                q.push((key, value.clone()));
+            }
+        }
         if self.sort != SortKey::Updated || !self.descending {
             q.push(("sort", self.sort_param(self.sort, self.descending)));
         }
@@ -164,8 +193,10 @@ impl Criteria {
         self.q.split(',').map(str::trim).filter(|k| !k.is_empty()).take(10).map(str::to_string).collect()
     }
 
-    /// The store's criteria: this page, or every matching ticket (`paged` false, for exports).
-    pub fn to_list(&self, paged: bool) -> ListCriteria {
+    /// The store's criteria for `viewer` (who `assignee=me` is): this page, or every matching
+    /// ticket (`paged` false, for exports).
+    pub fn to_list(&self, viewer: &str, paged: bool) -> ListCriteria {
+        let text = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
         let day = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
         ListCriteria {
             number: self.number,
@@ -176,6 +207,20 @@ impl Criteria {
             until: self.to.and_then(|d| d.succ_opt()).and_then(day),
             keywords: self.keywords(),
             unread_only: self.unread,
+            assignee: match self.assignee.as_str() {
+                "" => None,
+                "none" => Some(None),
+                "me" => Some(Some(viewer.to_string())),
+                address => Some(Some(address.to_string())),
+            },
+            waiting_on_us: match self.waiting_on.as_str() {
+                "us" => Some(true),
+                "customer" => Some(false),
+                _ => None,
+            },
+            requester: text(&self.requester),
+            company: text(&self.company),
+            queue: text(&self.queue),
             sort: self.sort,
             descending: self.descending,
             offset: if paged { (self.page - 1) * self.per_page } else { 0 },
@@ -242,7 +287,7 @@ mod tests {
         let c = Criteria::parse("");
         assert_eq!(c, Criteria::default());
         assert_eq!(c.to_query(true), "");
-        assert_eq!(c.to_list(true).statuses, vec![Status::New, Status::Open, Status::Waiting]);
+        assert_eq!(c.to_list("a@example.com", true).statuses, vec![Status::New, Status::Open, Status::Waiting]);
     }
 
     #[test]
@@ -257,7 +302,7 @@ mod tests {
         assert!(c.unread && c.descending && c.sort == SortKey::Number);
         assert_eq!((c.page, c.per_page), (3, 50));
         assert_eq!(Criteria::parse(&c.to_query(true)), c);
-        let l = c.to_list(true);
+        let l = c.to_list("a@example.com", true);
         assert_eq!((l.offset, l.limit), (100, Some(50)));
         // `to` includes its whole day.
         assert_eq!(l.until.unwrap() - l.from.unwrap(), 33 * 86_400);

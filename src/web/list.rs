@@ -23,7 +23,7 @@ pub async fn fetch(
     criteria: &Criteria,
     paged: bool,
 ) -> Result<(i64, Vec<ListedTicket>), WebError> {
-    let list = criteria.to_list(paged);
+    let list = criteria.to_list(viewer.address.as_str(), paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
     Ok(app.store.run(move |s| s.read(|c| tickets::list_tickets(c, &email, &audience, &list))).await?)
@@ -74,7 +74,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
             })
         })
         .collect();
-    let row_json: Vec<Value> = rows.iter().map(|r| row(lang, r)).collect();
+    let row_json: Vec<Value> = rows.iter().map(|r| row(lang, app.desk.time_zone(), r)).collect();
     let export_query = criteria.to_query(false);
     let current_query = criteria.to_query(false);
     let data = json!({
@@ -91,6 +91,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         "query": current_query,
         "has_saved": saved.is_some(),
         "applied_saved": applied_saved,
+        "staff": viewer.is_staff(),
         "show_requester": viewer.is_staff() || matches!(&viewer.audience, tickets::Audience::Customer { shared_company: Some(_), .. }),
         "notice": if applied_saved { text(lang, "criteria_saved_applied", &[]) } else { String::new() },
         // Staff write new tickets and forwards to their personal command address (SPEC §7).
@@ -108,7 +109,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     Ok((no_store(), Html(page)).into_response())
 }
 
-fn row(lang: Lang, r: &ListedTicket) -> Value {
+fn row(lang: Lang, zone: chrono_tz::Tz, r: &ListedTicket) -> Value {
     let t = &r.ticket;
     let status: Status = t.status.parse().unwrap_or(Status::New);
     let priority: Priority = t.priority.parse().unwrap_or(Priority::Normal);
@@ -123,9 +124,13 @@ fn row(lang: Lang, r: &ListedTicket) -> Value {
         "requester": t.requester,
         "company": t.company.clone().unwrap_or_default(),
         "product": t.product.clone().unwrap_or_default(),
-        "updated": time_json(lang, t.updated_at),
-        "created": time_json(lang, t.created_at),
+        "updated": time_json(lang, zone, t.updated_at),
+        "created": time_json(lang, zone, t.created_at),
         "unread": r.unread,
+        "assignee": t.assignee.clone().unwrap_or_default(),
+        "waited": t.waiting_since.filter(|_| status != Status::Closed)
+            .map(|since| crate::desk::timers::human_duration(crate::store::now() - since, lang.code()))
+            .unwrap_or_default(),
     })
 }
 

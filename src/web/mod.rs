@@ -19,7 +19,8 @@
 //!
 //! Staff-only forms (documented here since SPEC leaves their names open):
 //! `POST /tickets/{n}/status` (`status`), `POST /tickets/{n}/priority` (`priority`),
-//! `POST /tickets/{n}/note` (multipart `body`, `files`). Saved criteria: `POST /criteria/save`
+//! `POST /tickets/{n}/note` (multipart `body`, `files`), `POST /tickets/{n}/assign` (`assignee`:
+//! `me`, `none` or a staff address). Saved criteria: `POST /criteria/save`
 //! (`query`), `POST /criteria/forget`. A mail's sanitised HTML: `GET /messages/{id}/html`.
 
 mod api;
@@ -84,6 +85,7 @@ pub fn router(app: App) -> Router {
         .route("/tickets/{n}/reopen", post(ticket::reopen))
         .route("/tickets/{n}/status", post(ticket::status))
         .route("/tickets/{n}/priority", post(ticket::priority))
+        .route("/tickets/{n}/assign", post(ticket::assign))
         .route("/messages/{id}/html", get(ticket::message_html))
         .route("/attachments/{id}", get(ticket::attachment))
         .layer(RequestBodyLimitLayer::new(FORM_LIMIT));

@@ -118,6 +118,7 @@ pub async fn create(State(app): State<App>, viewer: Viewer, multipart: Multipart
             s.write(|c| {
                 let on_behalf = requester != actor.address;
                 let now = store::now();
+                let queue = desk.default_queue().address.clone();
                 let number = actions::open_ticket(
                     c,
                     &desk,
@@ -131,6 +132,7 @@ pub async fn create(State(app): State<App>, viewer: Viewer, multipart: Multipart
                         unverified: false,
                         refers_to: None,
                         watchers: &[],
+                        queue: &queue,
                         kind: if on_behalf { MessageKind::Staff } else { MessageKind::Customer },
                         message: &message,
                     },

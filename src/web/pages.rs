@@ -112,17 +112,20 @@ pub fn error_page(lang: Lang, code: &str, message: Option<&str>, helpdesk_name: 
 
 /// A time for people: `30/11/2026 09:05` (fr) or `2026-11-30 09:05` (en), in UTC; pages wrap it in
 /// `<time datetime=…>` and the progressive script shows it in the reader's time zone.
-pub fn human_time(lang: Lang, t: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+/// A time as read without JavaScript: in the helpdesk's time zone (`helpdesk.time_zone`), with
+/// its abbreviation (the optional script shows it in the reader's own zone).
+pub fn human_time(lang: Lang, zone: chrono_tz::Tz, t: i64) -> String {
+    use chrono::TimeZone;
+    let Some(dt) = zone.timestamp_opt(t, 0).single() else { return crate::store::rfc3339(t) };
     match lang {
-        Lang::Fr => dt.format("%d/%m/%Y %H:%M UTC").to_string(),
-        Lang::En => dt.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Lang::Fr => dt.format("%d/%m/%Y %H:%M %Z").to_string(),
+        Lang::En => dt.format("%Y-%m-%d %H:%M %Z").to_string(),
     }
 }
 
 /// `{human, iso}` for templates.
-pub fn time_json(lang: Lang, t: i64) -> Value {
-    json!({"human": human_time(lang, t), "iso": crate::store::rfc3339(t)})
+pub fn time_json(lang: Lang, zone: chrono_tz::Tz, t: i64) -> Value {
+    json!({"human": human_time(lang, zone, t), "iso": crate::store::rfc3339(t)})
 }
 
 #[cfg(test)]

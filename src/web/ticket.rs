@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::desk::actions::{self, Incoming, Mailing};
 use crate::desk::notices::human_size;
 use crate::desk::visibility;
-use crate::domain::{MessageKind, Priority, Status};
+use crate::domain::{EmailAddress, MessageKind, Priority, Status};
 use crate::store::tickets::{self, AttachmentRow, MessageRow, TicketRow};
 use crate::store::{self, Conn, outbox};
 
@@ -159,12 +159,13 @@ fn view(app: &App, viewer: &Viewer, l: &Loaded, flash: Flash, draft: &str, image
             "company": t.company.clone().unwrap_or_default(),
             "product": t.product.clone().unwrap_or_default(),
             "service": t.service.clone().unwrap_or_default(),
-            "created": time_json(lang, t.created_at),
-            "updated": time_json(lang, t.updated_at),
-            "closed": t.closed_at.map(|c| time_json(lang, c)).unwrap_or(json!(false)),
+            "created": time_json(lang, app.desk.time_zone(), t.created_at),
+            "updated": time_json(lang, app.desk.time_zone(), t.updated_at),
+            "closed": t.closed_at.map(|c| time_json(lang, app.desk.time_zone(), c)).unwrap_or(json!(false)),
             "unverified": t.unverified,
             "refers_to": t.refers_to.unwrap_or(0),
             "closed_flag": status == Status::Closed,
+            "assignee": t.assignee.clone().unwrap_or_default(),
         },
         "messages": messages,
         "flash_done": flash_done,
@@ -174,6 +175,10 @@ fn view(app: &App, viewer: &Viewer, l: &Loaded, flash: Flash, draft: &str, image
         "has_html": l.messages.iter().any(|m| m.html.is_some() && m.kind != MessageKind::Event.as_str()),
         "limit": human_size(app.settings.helpdesk.max_attachment_bytes, lang_code),
         "statuses": Status::ALL.iter().map(|s| json!({"code": s.as_str(), "label": s.label(lang_code), "selected": *s == status})).collect::<Vec<_>>(),
+        "staff_members": app.desk.staff.addresses().map(|a| {
+            let a = a.to_string();
+            json!({"address": a, "selected": t.assignee.as_deref() == Some(a.as_str())})
+        }).collect::<Vec<_>>(),
         "priorities": Priority::ALL.iter().map(|p| json!({"code": p.as_str(), "label": p.label(lang_code), "selected": *p == priority})).collect::<Vec<_>>(),
         "failures": l.failures.iter().map(|(to, event, err)| json!({"recipient": to, "event": event, "error": err.clone().unwrap_or_default()})).collect::<Vec<_>>(),
     })
@@ -217,7 +222,7 @@ fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], 
         "event": kind == MessageKind::Event.as_str(),
         "from": shown.from,
         "name": shown.name,
-        "at": time_json(lang, m.at),
+        "at": time_json(lang, app.desk.time_zone(), m.at),
         "text": shown.text,
         "full_text": if folded { shown.full_text.as_ref() } else { "" },
         "unverified": m.unverified,
@@ -440,9 +445,41 @@ pub async fn priority(
 ) -> Result<Response, WebError> {
     let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
     let to: Priority = form.priority.parse().map_err(WebError::BadRequest)?;
-    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, now))
+    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, Mailing::Send, now))
         .await?;
     Ok(done(n, "priority"))
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    /// `me`, `none` or a staff address (SPEC §8).
+    #[serde(default)]
+    assignee: String,
+}
+
+/// `POST /tickets/{n}/assign` (`assignee`: `me`, `none` or a staff address).
+pub async fn assign(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Form(form): Form<AssignForm>,
+) -> Result<Response, WebError> {
+    let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
+    let to = match form.assignee.trim().to_lowercase().as_str() {
+        "" | "none" => None,
+        "me" => Some(viewer.address.clone()),
+        other => Some(EmailAddress::parse(other).ok_or_else(|| WebError::BadRequest("assignee".into()))?),
+    };
+    if to.as_ref().is_some_and(|a| !app.desk.is_staff(a)) {
+        return Err(WebError::BadRequest("the assignee must be a staff member".into()));
+    }
+    act(&app, &viewer, n, move |c, desk, ticket, v, now| {
+        actions::assign(c, desk, ticket, to.as_ref(), &v.address, Mailing::Send, now)
+    })
+    .await?;
+    Ok(done(n, "assigned"))
 }
 
 /// The shared gate of the staff-only forms: a ticket number, a staff viewer (anyone else gets the
