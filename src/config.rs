@@ -111,6 +111,11 @@ impl Timers {
         self.entries().iter().find(|(k, _)| *k == key).and_then(|(_, v)| parse_duration(v).ok().flatten())
     }
 
+    /// Whether any timer that follows tickets is on (the digest does not).
+    pub fn any_ticket_timer(&self) -> bool {
+        self.entries().iter().any(|(_, v)| !v.trim().is_empty())
+    }
+
     pub fn digest_minute(&self) -> Option<u32> {
         parse_time_of_day(&self.digest_at).ok().flatten()
     }
@@ -458,7 +463,10 @@ impl Settings {
             }
         }
         if self.helpdesk.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            bail!("configuration: helpdesk.time_zone `{}` is not an IANA time zone (e.g. Europe/Paris)", self.helpdesk.time_zone);
+            bail!(
+                "configuration: helpdesk.time_zone `{}` is not an IANA time zone (e.g. Europe/Paris)",
+                self.helpdesk.time_zone
+            );
         }
         if let Err(e) = parse_time_of_day(&self.timers.digest_at) {
             bail!("configuration: timers.digest_at {e}");

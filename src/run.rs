@@ -76,7 +76,8 @@ const TIMER_CHECK: Duration = Duration::from_secs(2);
 /// Fires due timers (`desk::timers`) until shutdown; errors are logged and retried.
 async fn run_timers(app: App, mut shutdown: Shutdown) {
     let desk = app.desk.clone();
-    if let Err(e) = app.store.run(move |s| s.write(|c| crate::desk::timers::schedule_digest(c, &desk, store::now()))).await
+    if let Err(e) =
+        app.store.run(move |s| s.write(|c| crate::desk::timers::schedule_digest(c, &desk, store::now()))).await
     {
         tracing::error!(error = %format!("{e:#}"), "cannot schedule the daily digest");
     }

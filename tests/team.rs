@@ -48,7 +48,8 @@ async fn logged_in(cfg: &Config, email: &str) -> (reqwest::Client, String) {
 }
 
 async fn numbers(c: &reqwest::Client, base: &str, query: &str) -> Vec<i64> {
-    let json: serde_json::Value = c.get(format!("{base}/api/tickets?{query}")).send().await.unwrap().json().await.unwrap();
+    let json: serde_json::Value =
+        c.get(format!("{base}/api/tickets?{query}")).send().await.unwrap().json().await.unwrap();
     json["tickets"].as_array().unwrap().iter().map(|t| t["number"].as_i64().unwrap()).collect()
 }
 
@@ -98,7 +99,8 @@ async fn alerts_follow_the_assignee_and_whoever_answers_takes_the_ticket() {
     exactly(&stack, STAFF, 2).await;
     // A customer never sees who handles the ticket inside the team.
     let (marie, _) = logged_in(&cfg, CUSTOMER).await;
-    let json: serde_json::Value = marie.get(format!("{base}/api/tickets/1")).send().await.unwrap().json().await.unwrap();
+    let json: serde_json::Value =
+        marie.get(format!("{base}/api/tickets/1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(json["assignee"], serde_json::Value::Null);
     assert!(!json.to_string().contains(BOB), "{json}");
 }

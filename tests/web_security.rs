@@ -878,9 +878,14 @@ async fn line_breaks_typed_into_web_forms_never_reach_the_headers_of_outgoing_ma
     let mails: Vec<_> =
         app.outbox().into_iter().filter(|r| r.ticket_number.is_some_and(|t| opened.contains(&t))).collect();
     let events: HashSet<&str> = mails.iter().map(|m| m.event.as_str()).collect();
-    for e in
-        ["ticket_created", "staff_alert_created", "staff_answer", "customer_answer", "customer_closed", "ticket_reopened"]
-    {
+    for e in [
+        "ticket_created",
+        "staff_alert_created",
+        "staff_answer",
+        "customer_answer",
+        "customer_closed",
+        "ticket_reopened",
+    ] {
         assert!(events.contains(e), "no {e} mail in {events:?}");
     }
     for m in &mails {

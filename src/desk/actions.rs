@@ -273,8 +273,7 @@ pub fn customer_reply(
     let stored = store_message(conn, desk, number, MessageKind::Customer, &actor.address, msg, at)?;
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
-            let text =
-                if desk.lang() == "en" { format!("In copy: {w}") } else { format!("En copie : {w}") };
+            let text = if desk.lang() == "en" { format!("In copy: {w}") } else { format!("En copie : {w}") };
             record_event(conn, number, &actor.address, &text, at)?;
         }
     }

@@ -310,8 +310,7 @@ fn process(
             }
             let title = desk.token.clean_subject(&mail.subject);
             let queue = desk.queue_for_mail(source, recipients(mail)).address.clone();
-            let priority =
-                mail.urgency.filter(|_| desk.settings.helpdesk.mail_priority).unwrap_or(Priority::Normal);
+            let priority = mail.urgency.filter(|_| desk.settings.helpdesk.mail_priority).unwrap_or(Priority::Normal);
             let number = actions::open_ticket(
                 conn,
                 desk,

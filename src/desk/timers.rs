@@ -32,8 +32,12 @@ const DIGEST: &str = "digest";
 
 /// Puts the timers of `ticket` (as it is now) in line with its state.
 pub fn sync(conn: &mut Conn, desk: &Desk, number: i64, now: i64) -> anyhow::Result<()> {
-    let Some(t) = store_tickets::get_ticket(conn, number)? else { return Ok(()) };
     let settings = &desk.settings.timers;
+    // Without ticket timers (the default), ingesting pays nothing for them.
+    if !settings.any_ticket_timer() {
+        return Ok(());
+    }
+    let Some(t) = store_tickets::get_ticket(conn, number)? else { return Ok(()) };
     if t.status() == Status::Waiting {
         let remind = settings.seconds("remind_waiting");
         if let Some(d) = remind {
@@ -111,7 +115,13 @@ pub fn fire(conn: &mut Conn, desk: &Desk, number: i64, kind: &str, now: i64) -> 
         return Ok(true);
     }
     let Some(ticket) = store_tickets::get_ticket(conn, number)? else { return Ok(true) };
+    // A timer switched off since it was set does nothing.
+    let on = |key: &str| desk.settings.timers.seconds(key).is_some();
+    let escalation_on = on("escalate_blocking") || on("escalate_normal") || on("escalate_low");
     match kind {
+        REMIND if !on("remind_waiting") => {}
+        CLOSE if !on("close_waiting") => {}
+        ESCALATE if !escalation_on => {}
         REMIND if ticket.status() == Status::Waiting => remind(conn, desk, &ticket, now)?,
         CLOSE if ticket.status() == Status::Waiting => close(conn, desk, &ticket, now)?,
         ESCALATE if ticket.status() != Status::Closed && ticket.waiting_since.is_some() => {
@@ -184,11 +194,8 @@ pub fn schedule_digest(conn: &mut Conn, desk: &Desk, now: i64) -> anyhow::Result
     };
     let due = next_local_time(desk.time_zone(), minute, now);
     // A fired digest (or one due at another time: the setting changed) gets its next due time.
-    let row: Option<(i64, Option<i64>)> = timers::table
-        .find((0i64, DIGEST))
-        .select((timers::due_at, timers::fired_at))
-        .get_result(conn)
-        .optional()?;
+    let row: Option<(i64, Option<i64>)> =
+        timers::table.find((0i64, DIGEST)).select((timers::due_at, timers::fired_at)).get_result(conn).optional()?;
     match row {
         None => insert_if_absent(conn, 0, DIGEST, due),
         Some((at, None)) if at == due || at <= now => Ok(()),
@@ -208,10 +215,10 @@ fn next_local_time(tz: chrono_tz::Tz, minute: u32, now: i64) -> i64 {
     for _ in 0..3 {
         let at = day.and_hms_opt(minute / 60, minute % 60, 0).expect("a valid time");
         // A time skipped by a DST change: the first valid moment after it.
-        if let Some(t) = tz.from_local_datetime(&at).earliest() {
-            if t.timestamp() > now {
-                return t.timestamp();
-            }
+        if let Some(t) = tz.from_local_datetime(&at).earliest()
+            && t.timestamp() > now
+        {
+            return t.timestamp();
         }
         day = day.succ_opt().expect("a next day");
     }

@@ -355,7 +355,11 @@ mod tests {
             let mut waiting = ctx.clone();
             waiting["ticket"]["status"] = serde_json::json!("waiting");
             let waits = renderer.render(lang, "staff_answer", &waiting).unwrap();
-            assert!(waits.text.contains(if *lang == "en" { "waiting for your answer" } else { "attendons votre réponse" }));
+            assert!(waits.text.contains(if *lang == "en" {
+                "waiting for your answer"
+            } else {
+                "attendons votre réponse"
+            }));
             assert!(render("customer_answer").text.contains("« Erreur 42 »"));
             assert!(render("staff_alert_created").text.contains("client@customer.example"));
             assert!(render("staff_alert_created").text.contains("Sage Paie"));

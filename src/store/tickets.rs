@@ -115,9 +115,7 @@ pub fn note_waiting(conn: &mut Conn, number: i64, kind: MessageKind, auto: bool,
                 .execute(conn)?;
         }
         MessageKind::Staff => {
-            diesel::update(tickets::table.find(number))
-                .set(tickets::waiting_since.eq(None::<i64>))
-                .execute(conn)?;
+            diesel::update(tickets::table.find(number)).set(tickets::waiting_since.eq(None::<i64>)).execute(conn)?;
         }
         _ => {}
     }

@@ -99,7 +99,9 @@ impl Criteria {
                 "q" => c.q = value.chars().take(500).collect(),
                 "unread" => c.unread = matches!(value, "1" | "true" | "on"),
                 "assignee" => c.assignee = value.to_lowercase().chars().take(254).collect(),
-                "waiting_on" => c.waiting_on = Some(value).filter(|v| matches!(*v, "us" | "customer")).unwrap_or("").into(),
+                "waiting_on" => {
+                    c.waiting_on = Some(value).filter(|v| matches!(*v, "us" | "customer")).unwrap_or("").into()
+                }
                 "requester" => c.requester = value.to_lowercase().chars().take(254).collect(),
                 "company" => c.company = value.chars().take(200).collect(),
                 "queue" => c.queue = value.to_lowercase().chars().take(254).collect(),

@@ -445,8 +445,10 @@ pub async fn priority(
 ) -> Result<Response, WebError> {
     let n = staff_form(&viewer, &n, form.csrf.as_deref())?;
     let to: Priority = form.priority.parse().map_err(WebError::BadRequest)?;
-    act(&app, &viewer, n, move |c, desk, ticket, v, now| actions::set_priority(c, desk, ticket, to, &v.address, Mailing::Send, now))
-        .await?;
+    act(&app, &viewer, n, move |c, desk, ticket, v, now| {
+        actions::set_priority(c, desk, ticket, to, &v.address, Mailing::Send, now)
+    })
+    .await?;
     Ok(done(n, "priority"))
 }
 
