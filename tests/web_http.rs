@@ -311,6 +311,59 @@ async fn a_customer_sees_what_was_relayed_never_the_staff_mail_behind_it() {
     assert_eq!(get(&alice, &app, &format!("/messages/{id}/html")).await.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_see_who_handles_what_and_who_waits_and_assign_from_the_page() {
+    let app = spawn("", "").await;
+    let n = app.ingest(mail(MARIE, "Imprimante", "Elle affiche une erreur."));
+    let other = app.ingest(mail(PAUL, "VPN", "Plus d'accès."));
+    app.staff_reply(n, "Changez le tambour.");
+    app.ingest(mail(MARIE, &format!("Re: [Ticket #{n}] Imprimante"), "Toujours en panne."));
+    let alice = app.client_for(STAFF).await;
+
+    let waiting = text(get(&alice, &app, "/?waiting_on=us&assignee=me").await).await;
+    assert!(waiting.contains(&format!("data-number=\"{n}\"")), "answered by Alice, waiting on us again");
+    assert!(!waiting.contains(&format!("data-number=\"{other}\"")), "Paul's ticket is nobody's");
+    assert!(waiting.contains("class=\"assignee\">alice@example.com<"), "the assignee column");
+    assert!(waiting.contains("class=\"waited\">0 min<"), "how long the customer has waited");
+    let unassigned = text(get(&alice, &app, &format!("/?assignee=none&requester={PAUL}")).await).await;
+    assert!(
+        unassigned.contains(&format!("data-number=\"{other}\""))
+            && !unassigned.contains(&format!("data-number=\"{n}\""))
+    );
+
+    // Give Paul's ticket to Alice from its page, then back to the queue.
+    let page = text(get(&alice, &app, &format!("/tickets/{other}")).await).await;
+    let csrf = csrf_of(&page);
+    for (value, expected) in [("me", serde_json::json!(STAFF)), ("none", serde_json::Value::Null)] {
+        let r = alice
+            .post(app.url(&format!("/tickets/{other}/assign")))
+            .form(&[("csrf", csrf.as_str()), ("assignee", value)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let json: serde_json::Value = get(&alice, &app, &format!("/api/tickets/{other}")).await.json().await.unwrap();
+        assert_eq!(json["assignee"], expected);
+    }
+    // Only staff may be assigned; a customer cannot use the form.
+    let r = alice
+        .post(app.url(&format!("/tickets/{other}/assign")))
+        .form(&[("csrf", csrf.as_str()), ("assignee", PAUL)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let paul = app.client_for(PAUL).await;
+    let paul_page = text(get(&paul, &app, &format!("/tickets/{other}")).await).await;
+    let r = paul
+        .post(app.url(&format!("/tickets/{other}/assign")))
+        .form(&[("csrf", csrf_of(&paul_page).as_str()), ("assignee", "me")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
 // ---- The list, its criteria and its exports -----------------------------------------------------
 
 /// Three tickets of Marie's: one answered with a word found only in the answer, one closed.

@@ -155,6 +155,13 @@ fn form_json(lang: Lang, c: &Criteria) -> Value {
         "to": c.to.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
         "q": c.q,
         "unread": c.unread,
+        "assignee": c.assignee,
+        "assignee_me": c.assignee == "me",
+        "assignee_none": c.assignee == "none",
+        "waiting_us": c.waiting_on == "us",
+        "waiting_customer": c.waiting_on == "customer",
+        "requester": c.requester,
+        "company": c.company,
         "sizes": sizes,
         "sort": c.sort_param(c.sort, c.descending),
     })
