@@ -602,3 +602,39 @@ fn the_same_new_file_stored_by_two_daemons_at_once_is_kept_by_both_mails() {
         assert_eq!(m.attachments[0].name, "contrat.pdf");
     }
 }
+
+#[test]
+fn the_daily_digest_lists_each_staff_members_tickets_and_the_unassigned_ones_once() {
+    let d = Desk::with(
+        "staff_notify = [\"alice@example.com\", \"bob@support.example.com\"]\n[timers]\ndigest_at = \"08:00\"\n",
+    );
+    d.mail("From: marie@customer.example\nSubject: Imprimante\nMessage-ID: <g1@customer.example>\n\nPanne.\n");
+    d.staff_reply("alice@example.com", "Subject: Re: [Ticket #1]\nMessage-ID: <g3@example.com>\n\nJe regarde.\n");
+    d.mail("From: paul@customer.example\nSubject: VPN\nMessage-ID: <g2@customer.example>\n\nPlus d'accès.\n");
+    assert_eq!(d.ticket(1).assignee.as_deref(), Some("alice@example.com"), "answering took it");
+
+    let desk = &d.app.desk;
+    let now = guichet::store::now();
+    d.app.store.write(|c| guichet::desk::timers::schedule_digest(c, desk, now)).unwrap();
+    assert_eq!(d.app.fire_due_timers().unwrap(), 0, "not before 08:00");
+    // At 08:00 (the due time), whichever daemon claims it first sends it; the next claim fails.
+    let due: i64 = d
+        .app
+        .store
+        .read(|c| {
+            use guichet::store::schema::timers::dsl::*;
+            Ok(timers.filter(kind.eq("digest")).select(due_at).first::<i64>(c)?)
+        })
+        .unwrap();
+    assert!(due > now && due <= now + 86_400);
+    assert!(d.app.store.write(|c| guichet::desk::timers::fire(c, desk, 0, "digest", due)).unwrap());
+    assert!(!d.app.store.write(|c| guichet::desk::timers::fire(c, desk, 0, "digest", due)).unwrap(), "once");
+
+    let digests: Vec<(String, String)> =
+        d.outbox().into_iter().filter(|(e, _, _)| e == "staff_digest").map(|(_, r, m)| (r, m)).collect();
+    assert_eq!(digests.len(), 2, "{digests:?}");
+    let alice = &digests.iter().find(|(r, _)| r == "alice@example.com").unwrap().1;
+    assert!(alice.contains("Imprimante") && alice.contains("VPN"), "hers and the unassigned one: {alice}");
+    let bob = &digests.iter().find(|(r, _)| r == "bob@support.example.com").unwrap().1;
+    assert!(bob.contains("VPN") && !bob.contains("Imprimante"), "only the unassigned one: {bob}");
+}

@@ -103,9 +103,12 @@ pub fn due(conn: &mut Conn, now: i64, limit: i64) -> anyhow::Result<Vec<(i64, St
 pub fn fire(conn: &mut Conn, desk: &Desk, number: i64, kind: &str, now: i64) -> anyhow::Result<bool> {
     // The claim: only one transaction turns fired_at from NULL (PostgreSQL makes the other wait
     // for this one's commit, then finds nothing to update).
-    let claimed = diesel::update(timers::table.find((number, kind)).filter(timers::fired_at.is_null()))
-        .set(timers::fired_at.eq(Some(now)))
-        .execute(conn)?;
+    // Due now too: a digest another daemon just fired is already set for tomorrow.
+    let claimed = diesel::update(
+        timers::table.find((number, kind)).filter(timers::fired_at.is_null()).filter(timers::due_at.le(now)),
+    )
+    .set(timers::fired_at.eq(Some(now)))
+    .execute(conn)?;
     if claimed == 0 {
         return Ok(false);
     }
