@@ -195,8 +195,13 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
                 0
             }
         };
-        if sent == 0 && shutdown.sleep(Duration::from_millis(500)).await {
-            break;
+        // Idle: a commit of this process (a mail ingested, a link asked for) wakes it at once;
+        // the poll catches what other daemons queued and retries coming due.
+        if sent == 0 {
+            tokio::select! {
+                _ = app.store.next_commit() => {}
+                stop = shutdown.sleep(Duration::from_millis(500)) => if stop { break },
+            }
         }
     }
     tracing::info!("outbox sender stopped");
@@ -215,26 +220,42 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
     if count == 0 {
         return Ok(0);
     }
+    // Each mail is composed just before it is sent, so the first leaves without waiting for the
+    // whole claim to be composed (SPEC §11: a login link waits for no backlog).
     let renderer = app.desk.renderer.clone();
-    let rows = app.store.run(move |s| s.read(|c| compose_all(c, &renderer, rows))).await?;
+    let store = app.store.clone();
     let (finished, mut results) = tokio::sync::mpsc::unbounded_channel();
     let transport = transport.clone();
     let sending = tokio::spawn(
         futures::stream::iter(rows)
-            .map(move |(row, composed)| {
-                let t = transport.clone();
+            .map(move |row| {
+                let (t, store, renderer) = (transport.clone(), store.clone(), renderer.clone());
                 async move {
                     let start = Instant::now();
-                    let attempt = match composed {
-                        Ok(()) => t.send(&row).await,
-                        Err(CannotCompose(e)) => Attempt::Permanent(format!("cannot compose the mail: {e}")),
+                    let id = row.id;
+                    let composed = store.run(move |s| s.read(|c| compose(c, &renderer, row))).await;
+                    let (row, attempt) = match composed {
+                        Ok((row, Ok(()))) => {
+                            let attempt = t.send(&row).await;
+                            (row, attempt)
+                        }
+                        Ok((row, Err(CannotCompose(e)))) => {
+                            (row, Attempt::Permanent(format!("cannot compose the mail: {e}")))
+                        }
+                        // The database did not answer: the claim is given back for a later round.
+                        Err(e) => {
+                            tracing::warn!(error = format!("{e:#}"), id, "cannot read a notification to compose it");
+                            return None;
+                        }
                     };
-                    (row, attempt, start.elapsed())
+                    Some((row, attempt, start.elapsed()))
                 }
             })
             .buffer_unordered(CONCURRENCY)
             .for_each(move |result| {
-                let _ = finished.send(result);
+                if let Some(result) = result {
+                    let _ = finished.send(result);
+                }
                 std::future::ready(())
             }),
     );
@@ -250,19 +271,15 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
     Ok(count)
 }
 
-/// Gives each claimed row its mail's bytes (`notify::pending`). A database error fails the round
-/// (the claims expire and the rows are tried again); a mail that cannot be composed fails alone.
-fn compose_all(
+/// Gives a claimed row its mail's bytes (`notify::pending`). A database error is the round's
+/// problem (the row is tried again once its claim expires); a mail that cannot be composed fails alone.
+fn compose(
     conn: &mut store::Conn,
     renderer: &Renderer,
-    rows: Vec<OutboxRow>,
-) -> anyhow::Result<Vec<(OutboxRow, Result<(), CannotCompose>)>> {
-    rows.into_iter()
-        .map(|mut row| {
-            let composed = pending::mail_of(conn, renderer, &row)?.map(|bytes| row.data = bytes);
-            Ok((row, composed))
-        })
-        .collect()
+    mut row: OutboxRow,
+) -> anyhow::Result<(OutboxRow, Result<(), CannotCompose>)> {
+    let composed = pending::mail_of(conn, renderer, &row)?.map(|bytes| row.data = bytes);
+    Ok((row, composed))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -53,6 +53,9 @@ pub struct Store {
     sqlite_path: Option<std::path::PathBuf>,
     /// Set with background checkpoints: the checkpointer stops when the last clone is gone.
     checkpointer: Option<std::sync::Arc<CheckpointerHandle>>,
+    /// Woken at every commit: a commit may have queued mail, and the outbox sender of this
+    /// process sends it at once instead of at its next poll (SPEC §11 latency).
+    committed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Who copies the SQLite write-ahead log back into the database file.
@@ -266,7 +269,7 @@ impl Store {
             spawn_checkpointer(path.clone(), turns.clone())?;
             checkpointer = Some(std::sync::Arc::new(CheckpointerHandle(turns)));
         }
-        Ok(Store { pool, backend, sqlite_path, checkpointer })
+        Ok(Store { pool, backend, sqlite_path, checkpointer, committed: Default::default() })
     }
 
     /// Opens and applies pending migrations.
@@ -318,13 +321,25 @@ impl Store {
     /// Runs `f` in one write transaction (IMMEDIATE on SQLite); commits when it returns Ok.
     pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut conn = self.conn()?;
-        let Some(checkpointer) = &self.checkpointer else {
-            return write_tx(&mut conn, f);
+        let result = match &self.checkpointer {
+            None => write_tx(&mut conn, f),
+            Some(checkpointer) => {
+                checkpointer.0.wait_for_checkpoint();
+                let result = write_tx(&mut conn, f);
+                checkpointer.0.committed();
+                result
+            }
         };
-        checkpointer.0.wait_for_checkpoint();
-        let result = write_tx(&mut conn, f);
-        checkpointer.0.committed();
+        if result.is_ok() {
+            self.committed.notify_one();
+        }
         result
+    }
+
+    /// Resolves after the next commit of this process (or at once if one came since the last
+    /// call): what the outbox sender waits on between rounds.
+    pub async fn next_commit(&self) {
+        self.committed.notified().await
     }
 
     /// Runs `f` with a connection (reads; no transaction).

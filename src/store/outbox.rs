@@ -76,7 +76,8 @@ pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::R
         .filter(outbox::state.eq("pending"))
         .filter(outbox::next_attempt_at.le(now))
         .filter(outbox::locked_until.lt(now))
-        .order(outbox::id)
+        // Mails a person waits for (login links, relayed answers) before automatic ones.
+        .order((outbox::automatic.asc(), outbox::id))
         .limit(limit)
         .select(outbox::id)
         .load(conn)?;
@@ -91,7 +92,11 @@ pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::R
             claimed.push(id);
         }
     }
-    Ok(outbox::table.filter(outbox::id.eq_any(&claimed)).order(outbox::id).select(OutboxRow::as_select()).load(conn)?)
+    Ok(outbox::table
+        .filter(outbox::id.eq_any(&claimed))
+        .order((outbox::automatic.asc(), outbox::id))
+        .select(OutboxRow::as_select())
+        .load(conn)?)
 }
 
 /// PostgreSQL: one statement, `FOR UPDATE SKIP LOCKED`, so daemons sharing the outbox never wait
@@ -112,7 +117,7 @@ fn claim_due_postgres(
     let claimed: Vec<Claimed> = diesel::sql_query(
         "UPDATE outbox SET locked_until = $1 WHERE id IN (
              SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 AND locked_until < $2
-             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             ORDER BY automatic, id LIMIT $3 FOR UPDATE SKIP LOCKED)
          RETURNING id",
     )
     .bind::<BigInt, _>(now + lease)
@@ -120,7 +125,11 @@ fn claim_due_postgres(
     .bind::<BigInt, _>(limit)
     .load(pg)?;
     let ids: Vec<i64> = claimed.into_iter().map(|c| c.id).collect();
-    Ok(outbox::table.filter(outbox::id.eq_any(&ids)).order(outbox::id).select(OutboxRow::as_select()).load(pg)?)
+    Ok(outbox::table
+        .filter(outbox::id.eq_any(&ids))
+        .order((outbox::automatic.asc(), outbox::id))
+        .select(OutboxRow::as_select())
+        .load(pg)?)
 }
 
 pub fn mark_sent(conn: &mut Conn, id: i64, now: i64) -> anyhow::Result<()> {
