@@ -229,7 +229,12 @@ pub struct MailboxSettings {
     #[serde(default = "default_tls")]
     pub tls: TlsMode,
     pub username: String,
+    #[serde(default)]
     pub password: String,
+    /// The password read from a file instead (SPEC §9): a relative name is looked up in
+    /// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential`) first.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     #[serde(default = "default_folder")]
     pub folder: String,
     #[serde(default = "default_processed")]
@@ -305,6 +310,9 @@ pub struct Smtp {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// As `[[mailbox]].password_file`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// For `transport = "file"`: where the .eml files go.
     #[serde(default)]
     pub dir: Option<PathBuf>,
@@ -411,13 +419,37 @@ impl Settings {
         }
         for (key, value) in env {
             let Some(rest) = key.strip_prefix("GUICHET__") else { continue };
-            let path = rest.split("__").map(|p| p.to_lowercase()).collect::<Vec<_>>().join(".");
+            let path = env_path(rest);
             builder = builder.set_override(path.clone(), env_value(&path, value)).context(path)?;
         }
         let raw = builder.build().context("cannot read the configuration")?;
-        let settings: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let mut settings: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.read_secret_files(env, file.and_then(Path::parent))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Replaces each `*_file` by the secret it holds (one trailing line break dropped).
+    fn read_secret_files(&mut self, env: &[(String, String)], config_dir: Option<&Path>) -> anyhow::Result<()> {
+        let credentials = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY").map(|(_, v)| PathBuf::from(v));
+        let dirs = Dirs { credentials: credentials.as_deref(), config: config_dir };
+        for (i, m) in self.mailboxes.iter_mut().enumerate() {
+            if let Some(file) = &m.password_file {
+                if !m.password.is_empty() {
+                    bail!("configuration: mailbox[{i}] has both password and password_file: keep one");
+                }
+                m.password = read_secret(file, &dirs, &format!("mailbox[{i}].password_file"))?;
+            }
+        }
+        if let Some(smtp) = &mut self.smtp
+            && let Some(file) = &smtp.password_file
+        {
+            if smtp.password.is_some() {
+                bail!("configuration: smtp has both password and password_file: keep one");
+            }
+            smtp.password = Some(read_secret(file, &dirs, "smtp.password_file")?);
+        }
+        Ok(())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -472,6 +504,9 @@ impl Settings {
             bail!("configuration: timers.digest_at {e}");
         }
         for (i, m) in self.mailboxes.iter().enumerate() {
+            if m.password.is_empty() {
+                bail!("configuration: mailbox[{i}].password (or password_file) is required");
+            }
             if let Some(address) = &m.address
                 && EmailAddress::parse(address).is_none()
             {
@@ -585,6 +620,46 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
+/// Where relative secret files are looked for.
+struct Dirs<'a> {
+    credentials: Option<&'a Path>,
+    config: Option<&'a Path>,
+}
+
+/// A secret from `file`: a relative name in `$CREDENTIALS_DIRECTORY` when it is there, else
+/// beside the configuration file.
+fn read_secret(file: &Path, dirs: &Dirs, key: &str) -> anyhow::Result<String> {
+    let path = match (dirs.credentials, dirs.config) {
+        (Some(dir), _) if file.is_relative() && dir.join(file).exists() => dir.join(file),
+        (_, Some(dir)) if file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("configuration: {key}: cannot read {}", path.display()))?;
+    let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if secret.is_empty() {
+        bail!("configuration: {key}: {} is empty", path.display());
+    }
+    Ok(secret.to_string())
+}
+
+/// `MAILBOX__0__PASSWORD` → `mailbox[0].password`: a number is an index into a list of tables
+/// (`[[mailbox]]`), so that every key of every entry can come from the environment (SPEC §9).
+fn env_path(rest: &str) -> String {
+    let mut path = String::new();
+    for part in rest.split("__") {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && !path.is_empty() {
+            path.push_str(&format!("[{part}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&part.to_lowercase());
+        }
+    }
+    path
+}
+
 fn env_value(path: &str, value: &str) -> config::Value {
     const LISTS: &[&str] =
         &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
@@ -638,6 +713,31 @@ mod tests {
         .unwrap();
         assert_eq!(s.helpdesk.staff, vec!["a@x.com", "@y.com"]);
         assert_eq!(s.helpdesk.reopen_window_days, 7);
+    }
+
+    #[test]
+    fn list_entries_take_environment_variables_and_secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("imap-password"), "from-credentials\n").unwrap();
+        let smtp_file = dir.path().join("smtp.secret");
+        std::fs::write(&smtp_file, "smtp-secret").unwrap();
+        let toml = format!(
+            "[[mailbox]]\nhost = \"imap.example.com\"\nusername = \"a@example.com\"\npassword_file = \"imap-password\"\n\
+             [[mailbox]]\nhost = \"imap.example.com\"\nusername = \"b@example.com\"\npassword = \"in-file\"\n\
+             [smtp]\nhost = \"smtp.example.com\"\npassword_file = \"{}\"\n",
+            smtp_file.display()
+        );
+        let credentials = dir.path().to_str().unwrap();
+        let s = load(&toml, &[("CREDENTIALS_DIRECTORY", credentials), ("GUICHET__MAILBOX__1__PASSWORD", "from-env")])
+            .unwrap();
+        assert_eq!(s.mailboxes[0].password, "from-credentials");
+        assert_eq!(s.mailboxes[1].password, "from-env");
+        assert_eq!(s.smtp.unwrap().password.as_deref(), Some("smtp-secret"));
+        // A file that is not there is named with its key.
+        let err = load("[[mailbox]]\nhost = \"h\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mailbox[0].password_file") && err.contains("/nonexistent/pw"), "{err}");
     }
 
     #[test]
