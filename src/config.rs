@@ -231,6 +231,9 @@ pub struct MailboxSettings {
     pub username: String,
     #[serde(default)]
     pub password: String,
+    /// A private CA (PEM) trusted besides the system's trust store (SPEC §9).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The password read from a file instead (SPEC §9): a relative name is looked up in
     /// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential`) first.
     #[serde(default)]
@@ -313,6 +316,9 @@ pub struct Smtp {
     /// As `[[mailbox]].password_file`.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// As `[[mailbox]].ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// For `transport = "file"`: where the .eml files go.
     #[serde(default)]
     pub dir: Option<PathBuf>,
@@ -507,6 +513,10 @@ impl Settings {
             if m.password.is_empty() {
                 bail!("configuration: mailbox[{i}].password (or password_file) is required");
             }
+            if let Some(file) = &m.ca_file {
+                crate::tls::roots(Some(file))
+                    .map_err(|e| anyhow::anyhow!("configuration: mailbox[{i}].ca_file: {e:#}"))?;
+            }
             if let Some(address) = &m.address
                 && EmailAddress::parse(address).is_none()
             {
@@ -533,6 +543,9 @@ impl Settings {
             }
         }
         if let Some(smtp) = &self.smtp {
+            if let Some(file) = &smtp.ca_file {
+                crate::tls::roots(Some(file)).map_err(|e| anyhow::anyhow!("configuration: smtp.ca_file: {e:#}"))?;
+            }
             if smtp.transport == SmtpTransport::File && smtp.dir.is_none() {
                 bail!("configuration: smtp.dir is required with smtp.transport = \"file\"");
             }

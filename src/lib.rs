@@ -13,5 +13,6 @@ pub mod run;
 pub mod store;
 pub mod telemetry;
 pub mod threading;
+pub mod tls;
 pub mod trust;
 pub mod web;

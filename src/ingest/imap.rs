@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -168,12 +167,12 @@ pub async fn connect(m: &MailboxSettings) -> anyhow::Result<ImapSession> {
     tcp.set_nodelay(true).ok();
     let stream: Box<dyn Stream> = match m.tls {
         TlsMode::None => Box::new(tcp),
-        TlsMode::Tls => Box::new(tls_wrap(tcp, &m.host).await?),
+        TlsMode::Tls => Box::new(tls_wrap(tcp, &m.host, m.ca_file.as_deref()).await?),
         TlsMode::Starttls => {
             let mut client = async_imap::Client::new(tcp);
             client.read_response().await.context("IMAP greeting")?;
             client.run_command_and_check_ok("STARTTLS", None).await.context("STARTTLS")?;
-            Box::new(tls_wrap(client.into_inner(), &m.host).await?)
+            Box::new(tls_wrap(client.into_inner(), &m.host, m.ca_file.as_deref()).await?)
         }
     };
     let mut client = async_imap::Client::new(stream);
@@ -184,18 +183,14 @@ pub async fn connect(m: &MailboxSettings) -> anyhow::Result<ImapSession> {
     Ok(session)
 }
 
-async fn tls_wrap(tcp: TcpStream, host: &str) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+async fn tls_wrap(
+    tcp: TcpStream,
+    host: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config(ca_file)?);
     let server = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).context("TLS server name")?;
-    connector.connect(server, tcp).await.context("TLS handshake")
+    connector.connect(server, tcp).await.map_err(|e| crate::tls::handshake_error(e, host))
 }
 
 /// Fetches and ingests one batch; true when nothing is left to fetch.

@@ -144,8 +144,8 @@ impl SmtpPool {
 fn smtp_transport(smtp: &Smtp) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let tls = match smtp.tls {
         TlsMode::None => Tls::None,
-        TlsMode::Starttls => Tls::Required(TlsParameters::new(smtp.host.clone())?),
-        TlsMode::Tls => Tls::Wrapper(TlsParameters::new(smtp.host.clone())?),
+        TlsMode::Starttls => Tls::Required(tls_parameters(smtp)?),
+        TlsMode::Tls => Tls::Wrapper(tls_parameters(smtp)?),
     };
     // lettre's timeout bounds the TCP connection only; `attempt_deadline` bounds the rest.
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
@@ -156,6 +156,19 @@ fn smtp_transport(smtp: &Smtp) -> anyhow::Result<AsyncSmtpTransport<Tokio1Execut
         builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
     }
     Ok(builder.build())
+}
+
+/// The SMTP server's name and whom to trust for it: the system's store and `ca_file` (`tls`).
+fn tls_parameters(smtp: &Smtp) -> anyhow::Result<TlsParameters> {
+    use lettre::transport::smtp::client::{Certificate, CertificateStore};
+    let system = crate::tls::system_roots();
+    // Without a system store, lettre's default is Mozilla's roots (compiled in).
+    let store = if system.is_empty() { CertificateStore::Default } else { CertificateStore::None };
+    let mut builder = TlsParameters::builder(smtp.host.clone()).certificate_store(store);
+    for der in crate::tls::roots(smtp.ca_file.as_deref())? {
+        builder = builder.add_root_certificate(Certificate::from_der(der.to_vec())?);
+    }
+    Ok(builder.build_rustls()?)
 }
 
 /// How long one SMTP attempt may take in all: `timeout_seconds` of waiting on the server, plus

@@ -54,6 +54,10 @@ pub struct MailStack {
     pub smtp_port: u16,
     /// Dovecot's LMTP (Postfix delivers there); a test may deliver directly too.
     pub lmtp_port: u16,
+    /// Dovecot's implicit TLS port (IMAPS); IMAP_PORT offers STARTTLS, and so does Postfix.
+    pub imaps_port: u16,
+    /// The private CA (PEM) that signed both servers' certificate (for localhost and 127.0.0.1).
+    pub ca_file: PathBuf,
     /// How long `start` took.
     pub started_in: Duration,
 }
@@ -121,6 +125,12 @@ impl MailStack {
             imap_port: port("IMAP_PORT"),
             smtp_port: port("SMTP_PORT"),
             lmtp_port: port("LMTP_PORT"),
+            imaps_port: port("IMAPS_PORT"),
+            ca_file: env
+                .lines()
+                .find_map(|l| l.strip_prefix("CA_FILE="))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("scripts/mail-stack printed no CA_FILE: {env}")),
             dir,
             started_in: began.elapsed(),
         }
