@@ -142,3 +142,20 @@ pub fn copy_to(settings: &crate::config::Settings, url: &str) -> anyhow::Result<
     println!("copied {} → {url}; point database.url at it and start guichet", settings.database.url);
     Ok(())
 }
+
+/// `guichet oauth-login USERNAME` (SPEC §9): the device-code flow for the mailbox (or `[smtp]`)
+/// that logs in as USERNAME; the refresh token it yields is kept in the database.
+pub fn oauth_login(app: &App, username: &str) -> anyhow::Result<()> {
+    let settings = &app.settings;
+    let config = settings
+        .mailboxes
+        .iter()
+        .filter_map(|m| m.oauth.as_ref())
+        .chain(settings.smtp.iter().filter_map(|s| s.oauth.as_ref()))
+        .find(|o| o.username.eq_ignore_ascii_case(username));
+    let Some(config) = config else {
+        bail!("no [[mailbox]] or [smtp] logs in as {username} with auth = \"xoauth2\" or \"oauthbearer\"");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(crate::oauth::device_login(config, &app.store, &mut std::io::stdout()))
+}

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::oauth::{AuthMethod, Grant, OAuthConfig, Provider};
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
@@ -260,6 +261,33 @@ pub struct MailboxSettings {
     pub language: Option<String>,
     #[serde(default)]
     pub staff: Option<Vec<String>>,
+    /// SPEC §9: `password` (default), `xoauth2` or `oauthbearer`; the `oauth_*` keys below go with
+    /// the last two (`crate::oauth`).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    #[serde(default)]
+    pub oauth_provider: Option<Provider>,
+    /// Microsoft's tenant (a domain or id); "organizations" when absent.
+    #[serde(default)]
+    pub oauth_tenant: Option<String>,
+    #[serde(default)]
+    pub oauth_token_url: Option<String>,
+    #[serde(default)]
+    pub oauth_device_url: Option<String>,
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    #[serde(default)]
+    pub oauth_client_secret: Option<String>,
+    /// As `password_file`.
+    #[serde(default)]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub oauth_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub oauth_grant: Grant,
+    /// The resolved OAuth settings (presets applied, secret read), set at load.
+    #[serde(skip)]
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl MailboxSettings {
@@ -324,6 +352,33 @@ pub struct Smtp {
     pub dir: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout")]
     pub timeout_seconds: u64,
+    /// SPEC §9: `password` (default), `xoauth2` or `oauthbearer`; the `oauth_*` keys below go with
+    /// the last two (`crate::oauth`).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    #[serde(default)]
+    pub oauth_provider: Option<Provider>,
+    /// Microsoft's tenant (a domain or id); "organizations" when absent.
+    #[serde(default)]
+    pub oauth_tenant: Option<String>,
+    #[serde(default)]
+    pub oauth_token_url: Option<String>,
+    #[serde(default)]
+    pub oauth_device_url: Option<String>,
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    #[serde(default)]
+    pub oauth_client_secret: Option<String>,
+    /// As `password_file`.
+    #[serde(default)]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub oauth_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub oauth_grant: Grant,
+    /// The resolved OAuth settings (presets applied, secret read), set at load.
+    #[serde(skip)]
+    pub oauth: Option<OAuthConfig>,
 }
 
 fn default_smtp_host() -> String {
@@ -431,6 +486,7 @@ impl Settings {
         let raw = builder.build().context("cannot read the configuration")?;
         let mut settings: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         settings.read_secret_files(env, file.and_then(Path::parent))?;
+        settings.resolve_oauth()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -446,6 +502,23 @@ impl Settings {
                 }
                 m.password = read_secret(file, &dirs, &format!("mailbox[{i}].password_file"))?;
             }
+            if let Some(file) = &m.oauth_client_secret_file {
+                if m.oauth_client_secret.is_some() {
+                    bail!(
+                        "configuration: mailbox[{i}] has both oauth_client_secret and oauth_client_secret_file: keep one"
+                    );
+                }
+                m.oauth_client_secret =
+                    Some(read_secret(file, &dirs, &format!("mailbox[{i}].oauth_client_secret_file"))?);
+            }
+        }
+        if let Some(smtp) = &mut self.smtp
+            && let Some(file) = &smtp.oauth_client_secret_file
+        {
+            if smtp.oauth_client_secret.is_some() {
+                bail!("configuration: smtp has both oauth_client_secret and oauth_client_secret_file: keep one");
+            }
+            smtp.oauth_client_secret = Some(read_secret(file, &dirs, "smtp.oauth_client_secret_file")?);
         }
         if let Some(smtp) = &mut self.smtp
             && let Some(file) = &smtp.password_file
@@ -454,6 +527,22 @@ impl Settings {
                 bail!("configuration: smtp has both password and password_file: keep one");
             }
             smtp.password = Some(read_secret(file, &dirs, "smtp.password_file")?);
+        }
+        Ok(())
+    }
+
+    /// Applies the OAuth presets and checks the OAuth keys of every mailbox and of `[smtp]`.
+    fn resolve_oauth(&mut self) -> anyhow::Result<()> {
+        for (i, m) in self.mailboxes.iter_mut().enumerate() {
+            let keys = OAuthKeys::of_mailbox(m);
+            m.oauth = keys.resolve(&format!("mailbox[{i}]"), Some(&m.username))?;
+        }
+        if let Some(smtp) = &mut self.smtp {
+            if smtp.auth == AuthMethod::Oauthbearer {
+                bail!("configuration: smtp.auth = \"oauthbearer\" is not offered for SMTP: use \"xoauth2\"");
+            }
+            let keys = OAuthKeys::of_smtp(smtp);
+            smtp.oauth = keys.resolve("smtp", smtp.username.as_deref())?;
         }
         Ok(())
     }
@@ -510,7 +599,7 @@ impl Settings {
             bail!("configuration: timers.digest_at {e}");
         }
         for (i, m) in self.mailboxes.iter().enumerate() {
-            if m.password.is_empty() {
+            if m.password.is_empty() && m.oauth.is_none() {
                 bail!("configuration: mailbox[{i}].password (or password_file) is required");
             }
             if let Some(file) = &m.ca_file {
@@ -628,6 +717,110 @@ impl Settings {
     }
 }
 
+/// The OAuth keys, the same in `[[mailbox]]` and `[smtp]` (serde cannot flatten them into a
+/// struct that denies unknown keys).
+struct OAuthKeys<'a> {
+    auth: AuthMethod,
+    provider: Option<Provider>,
+    tenant: Option<&'a str>,
+    token_url: Option<&'a str>,
+    device_url: Option<&'a str>,
+    client_id: Option<&'a str>,
+    client_secret: Option<&'a str>,
+    scopes: Option<&'a [String]>,
+    grant: Grant,
+}
+
+impl<'a> OAuthKeys<'a> {
+    fn of_mailbox(m: &'a MailboxSettings) -> Self {
+        OAuthKeys {
+            auth: m.auth,
+            provider: m.oauth_provider,
+            tenant: m.oauth_tenant.as_deref(),
+            token_url: m.oauth_token_url.as_deref(),
+            device_url: m.oauth_device_url.as_deref(),
+            client_id: m.oauth_client_id.as_deref(),
+            client_secret: m.oauth_client_secret.as_deref(),
+            scopes: m.oauth_scopes.as_deref(),
+            grant: m.oauth_grant,
+        }
+    }
+
+    fn of_smtp(s: &'a Smtp) -> Self {
+        OAuthKeys {
+            auth: s.auth,
+            provider: s.oauth_provider,
+            tenant: s.oauth_tenant.as_deref(),
+            token_url: s.oauth_token_url.as_deref(),
+            device_url: s.oauth_device_url.as_deref(),
+            client_id: s.oauth_client_id.as_deref(),
+            client_secret: s.oauth_client_secret.as_deref(),
+            scopes: s.oauth_scopes.as_deref(),
+            grant: s.oauth_grant,
+        }
+    }
+
+    /// None with `auth = "password"`; else the settings with the provider's preset under what the
+    /// operator wrote. Errors name the key (`mailbox[0].oauth_client_id`).
+    fn resolve(&self, at: &str, username: Option<&str>) -> anyhow::Result<Option<OAuthConfig>> {
+        if self.auth == AuthMethod::Password {
+            return Ok(None);
+        }
+        let Some(username) = username.filter(|u| !u.is_empty()) else {
+            bail!("configuration: {at}.username is required with auth = \"{}\"", self.auth.sasl_name().to_lowercase());
+        };
+        if self.provider == Some(Provider::Google) && self.grant == Grant::ClientCredentials {
+            bail!(
+                "configuration: {at}.oauth_grant = \"client_credentials\" is not offered by oauth_provider = \"google\""
+            );
+        }
+        let tenant = self.tenant.unwrap_or("organizations");
+        let preset = self.provider.map(|p| crate::oauth::preset(p, tenant, self.grant));
+        let token_url = match (self.token_url, &preset) {
+            (Some(url), _) => url.to_string(),
+            (None, Some((url, _, _))) => url.clone(),
+            (None, None) => bail!(
+                "configuration: {at}.oauth_token_url (or oauth_provider) is required with auth = \"{}\"",
+                self.auth.sasl_name().to_lowercase()
+            ),
+        };
+        let device_url = self.device_url.map(str::to_string).or_else(|| preset.as_ref().map(|p| p.1.clone()));
+        for (key, url) in [("oauth_token_url", Some(&token_url)), ("oauth_device_url", device_url.as_ref())] {
+            if let Some(url) = url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                bail!("configuration: {at}.{key} `{url}` must start with https:// (or http://)");
+            }
+        }
+        let Some(client_id) = self.client_id.filter(|c| !c.is_empty()) else {
+            bail!(
+                "configuration: {at}.oauth_client_id is required with auth = \"{}\"",
+                self.auth.sasl_name().to_lowercase()
+            );
+        };
+        if self.grant == Grant::ClientCredentials && self.client_secret.is_none() {
+            bail!(
+                "configuration: {at}.oauth_client_secret (or oauth_client_secret_file) is required with oauth_grant = \"client_credentials\""
+            );
+        }
+        let scopes = match (self.scopes, &preset) {
+            (Some(scopes), _) => scopes.to_vec(),
+            (None, Some((_, _, scopes))) => scopes.clone(),
+            (None, None) => Vec::new(),
+        };
+        Ok(Some(OAuthConfig {
+            method: self.auth,
+            username: username.to_string(),
+            token_url,
+            device_url,
+            client_id: client_id.to_string(),
+            client_secret: self.client_secret.map(str::to_string),
+            scopes,
+            grant: self.grant,
+        }))
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
@@ -676,7 +869,7 @@ fn env_path(rest: &str) -> String {
 fn env_value(path: &str, value: &str) -> config::Value {
     const LISTS: &[&str] =
         &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
-    if LISTS.contains(&path) {
+    if LISTS.contains(&path) || path.ends_with(".oauth_scopes") {
         let items: Vec<config::Value> = value
             .split(',')
             .map(str::trim)
@@ -751,6 +944,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("mailbox[0].password_file") && err.contains("/nonexistent/pw"), "{err}");
+    }
+
+    #[test]
+    fn oauth_presets_fill_in_and_missing_keys_are_named() {
+        let s = load(
+            "[[mailbox]]\nhost = \"outlook.office365.com\"\nusername = \"desk@contoso.com\"\nauth = \"xoauth2\"\n\
+             oauth_provider = \"microsoft\"\noauth_tenant = \"contoso.com\"\noauth_client_id = \"app\"\n\
+             [smtp]\nhost = \"smtp.gmail.com\"\nusername = \"desk@example.com\"\nauth = \"xoauth2\"\n\
+             oauth_provider = \"google\"\noauth_client_id = \"g\"\noauth_client_secret = \"s\"\n",
+            &[],
+        )
+        .unwrap();
+        let m = s.mailboxes[0].oauth.as_ref().unwrap();
+        assert_eq!(m.token_url, "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token");
+        assert_eq!(m.scopes.len(), 3);
+        assert_eq!(m.username, "desk@contoso.com");
+        let smtp = s.smtp.as_ref().unwrap().oauth.as_ref().unwrap();
+        assert_eq!((smtp.method, smtp.scopes[0].as_str()), (AuthMethod::Xoauth2, "https://mail.google.com/"));
+        let err =
+            load("[[mailbox]]\nhost = \"h\"\nusername = \"u\"\nauth = \"xoauth2\"\noauth_provider = \"google\"\n", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("mailbox[0].oauth_client_id"), "{err}");
+        let err =
+            load("[[mailbox]]\nhost = \"h\"\nusername = \"u\"\nauth = \"xoauth2\"\noauth_client_id = \"c\"\n", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("mailbox[0].oauth_token_url"), "{err}");
+        let err = load(
+            "[[mailbox]]\nhost = \"h\"\nusername = \"u\"\nauth = \"xoauth2\"\noauth_provider = \"microsoft\"\n\
+             oauth_client_id = \"c\"\noauth_grant = \"client_credentials\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mailbox[0].oauth_client_secret"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// OAuth 2.0 device-code login for a mailbox's account: prints a code to type, keeps the refresh token
+    OauthLogin {
+        /// The mailbox's (or [smtp]'s) username
+        username: String,
+    },
     /// Copy the whole installation into another, empty database (e.g. SQLite → PostgreSQL)
     CopyTo {
         /// The target database URL (sqlite://… or postgres://…); it is migrated first
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
             Command::Quarantine { action: QuarantineAction::List { json } } => cli::quarantine_list(&app, json),
             Command::Quarantine { action: QuarantineAction::Retry { id } } => cli::quarantine_retry(&app, id),
             Command::Status { json } => cli::status(&app, json),
+            Command::OauthLogin { username } => cli::oauth_login(&app, &username),
             Command::Demo { .. }
             | Command::Run
             | Command::Migrate

@@ -34,7 +34,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
     }
     match &app.settings.smtp {
         Some(smtp) => {
-            let transport = Transport::from_settings(smtp)?;
+            let transport = Transport::from_settings(smtp, &app.store)?;
             tasks.spawn(run_sender(app.clone(), transport, shutdown.clone()));
         }
         None => tracing::warn!("no [smtp] configured: notifications wait in the outbox"),
@@ -132,7 +132,7 @@ pub fn demo(serve: bool) -> anyhow::Result<()> {
         println!("{}: {outcome:?}", f.path().display());
     }
     let rt = runtime()?;
-    let transport = Transport::from_settings(app.settings.smtp.as_ref().context("demo smtp")?)?;
+    let transport = Transport::from_settings(app.settings.smtp.as_ref().context("demo smtp")?, &app.store)?;
     let transport = std::sync::Arc::new(transport);
     let (_stop, mut shutdown) = Shutdown::new();
     rt.block_on(async {

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::app::{App, PreparedBatch, Shutdown};
 use crate::config::{FirstRun, MailboxSettings, TlsMode};
 use crate::desk::actions::Mailing;
+use crate::oauth::{self, TokenSource};
 use crate::store::{self, mailboxes};
 
 /// Bytes fetched per round trip at most (memory stays bounded whatever the mailbox holds).
@@ -33,8 +34,15 @@ type ImapSession = Session<Box<dyn Stream>>;
 pub async fn run_mailbox(app: App, mailbox: MailboxSettings, holder: String, mut shutdown: Shutdown) {
     let name = mailbox.display_name();
     let mut backoff = Duration::from_secs(1);
+    let tokens = match mailbox.oauth.clone().map(|config| TokenSource::new(config, app.store.clone())).transpose() {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::error!(mailbox = %name, error = format!("{e:#}"), "mailbox not started");
+            return;
+        }
+    };
     while !shutdown.is_set() {
-        match session_loop(&app, &mailbox, &name, &holder, &mut backoff, &mut shutdown).await {
+        match session_loop(&app, &mailbox, tokens.as_ref(), &name, &holder, &mut backoff, &mut shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -116,9 +124,11 @@ fn is_dead_holder(holder: &str, ours: &str) -> bool {
 }
 
 /// One connected session; returns Ok only on shutdown.
+#[allow(clippy::too_many_arguments)]
 async fn session_loop(
     app: &App,
     mailbox: &MailboxSettings,
+    tokens: Option<&TokenSource>,
     name: &str,
     holder: &str,
     backoff: &mut Duration,
@@ -130,7 +140,7 @@ async fn session_loop(
             return Ok(());
         }
     }
-    let mut session = connect(mailbox).await?;
+    let mut session = connect(mailbox, tokens).await?;
     let caps = session.capabilities().await.context("CAPABILITY")?;
     let can_idle = caps.has_str("IDLE");
     let can_move = caps.has_str("MOVE");
@@ -158,8 +168,9 @@ async fn session_loop(
     }
 }
 
-/// Connects and logs in according to the mailbox's TLS mode.
-pub async fn connect(m: &MailboxSettings) -> anyhow::Result<ImapSession> {
+/// Connects and logs in according to the mailbox's TLS mode: with its password, or with an
+/// OAuth access token from `tokens` (`auth = "xoauth2"` / `"oauthbearer"`).
+pub async fn connect(m: &MailboxSettings, tokens: Option<&TokenSource>) -> anyhow::Result<ImapSession> {
     let tcp = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect((m.host.as_str(), m.port)))
         .await
         .context("IMAP connect timed out")?
@@ -179,8 +190,34 @@ pub async fn connect(m: &MailboxSettings) -> anyhow::Result<ImapSession> {
     if m.tls != TlsMode::Starttls {
         client.read_response().await.context("IMAP greeting")?;
     }
-    let session = client.login(&m.username, &m.password).await.map_err(|(e, _)| anyhow::anyhow!("IMAP login: {e}"))?;
-    Ok(session)
+    let Some(tokens) = tokens else {
+        return client.login(&m.username, &m.password).await.map_err(|(e, _)| anyhow::anyhow!("IMAP login: {e}"));
+    };
+    let token = tokens.access_token().await?;
+    let method = tokens.config().method;
+    let sasl = Sasl { response: Some(oauth::sasl_response(method, &m.username, &token, &m.host, m.port)) };
+    match client.authenticate(method.sasl_name(), sasl).await {
+        Ok(session) => Ok(session),
+        Err((e, _)) => {
+            // Revoked or expired early: the next attempt (after the backoff) asks for a new token.
+            tokens.invalidate().await;
+            bail!("IMAP AUTHENTICATE {} refused for {}: {e}", method.sasl_name(), m.username)
+        }
+    }
+}
+
+/// One SASL exchange: the initial response, then an empty answer to the server's error
+/// challenge (XOAUTH2 and OAUTHBEARER send their JSON error as a challenge before `NO`).
+struct Sasl {
+    response: Option<String>,
+}
+
+impl async_imap::Authenticator for Sasl {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.response.take().unwrap_or_default()
+    }
 }
 
 async fn tls_wrap(

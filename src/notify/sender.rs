@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -25,8 +25,9 @@ use crate::config::{Smtp, SmtpTransport, TlsMode};
 use crate::desk::actions::record_event;
 use crate::notify::pending::{self, CannotCompose};
 use crate::notify::render::Renderer;
+use crate::oauth::{TokenError, TokenSource};
 use crate::store::outbox::{self, OutboxRow};
-use crate::store::{self, tickets};
+use crate::store::{self, Store, tickets};
 
 /// Notifications claimed per round, and sent concurrently at most (each SMTP message waits
 /// ~40 ms on lettre 0.11's Nagle delay, so throughput comes from concurrency: BENCHMARKS.md).
@@ -50,8 +51,12 @@ pub enum Transport {
 /// back to the pool, where the next mail would read the late answers meant for the last one.
 pub struct SmtpPool {
     settings: Smtp,
-    /// A generation number (so that concurrent timeouts replace it once) and the transport.
-    current: Mutex<(u64, AsyncSmtpTransport<Tokio1Executor>)>,
+    /// With `auth = "xoauth2"`: where access tokens come from (SPEC §9).
+    tokens: Option<TokenSource>,
+    /// A generation number (so that concurrent timeouts replace it once), the transport, and the
+    /// access token it logs in with (a new token means a new transport: lettre keeps credentials
+    /// for the life of its pool).
+    current: Mutex<(u64, AsyncSmtpTransport<Tokio1Executor>, Option<String>)>,
 }
 
 /// How one attempt ended.
@@ -62,14 +67,15 @@ enum Attempt {
 }
 
 impl Transport {
-    pub fn from_settings(smtp: &Smtp) -> anyhow::Result<Transport> {
+    pub fn from_settings(smtp: &Smtp, store: &Store) -> anyhow::Result<Transport> {
         if smtp.transport == SmtpTransport::File {
             let dir = smtp.dir.clone().context("smtp.dir is required with transport = \"file\"")?;
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             return Ok(Transport::File(dir));
         }
-        let transport = smtp_transport(smtp)?;
-        Ok(Transport::Smtp(SmtpPool { settings: smtp.clone(), current: Mutex::new((0, transport)) }))
+        let transport = smtp_transport(smtp, None)?;
+        let tokens = smtp.oauth.clone().map(|config| TokenSource::new(config, store.clone())).transpose()?;
+        Ok(Transport::Smtp(SmtpPool { settings: smtp.clone(), tokens, current: Mutex::new((0, transport, None)) }))
     }
 
     async fn send(&self, row: &OutboxRow) -> Attempt {
@@ -97,10 +103,20 @@ impl Transport {
                     Ok(e) => e,
                     Err(e) => return Attempt::Permanent(format!("bad envelope: {e}")),
                 };
-                let (generation, transport) = smtp.current();
+                let (generation, transport) = match smtp.with_fresh_token().await {
+                    Ok(current) => current,
+                    Err(e) => return Attempt::Temporary(e.to_string()),
+                };
                 let deadline = attempt_deadline(smtp.settings.timeout_seconds, row.data.len());
                 match tokio::time::timeout(deadline, transport.send_raw(&envelope, &row.data)).await {
                     Ok(Ok(_)) => Attempt::Sent,
+                    // The token was refused (revoked, expired early): not the mail's fault.
+                    Ok(Err(e)) if smtp.tokens.is_some() && is_auth_refusal(&e) => {
+                        if let Some(tokens) = &smtp.tokens {
+                            tokens.invalidate().await;
+                        }
+                        Attempt::Temporary(error_text(&e))
+                    }
                     Ok(Err(e)) if e.is_permanent() => Attempt::Permanent(error_text(&e)),
                     Ok(Err(e)) => Attempt::Temporary(error_text(&e)),
                     Err(_) => {
@@ -120,7 +136,23 @@ impl Transport {
 
 impl SmtpPool {
     fn current(&self) -> (u64, AsyncSmtpTransport<Tokio1Executor>) {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// The transport to send with; with OAuth, one that logs in with a valid access token.
+    async fn with_fresh_token(&self) -> Result<(u64, AsyncSmtpTransport<Tokio1Executor>), TokenError> {
+        let Some(tokens) = &self.tokens else { return Ok(self.current()) };
+        let token = tokens.access_token().await?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.2.as_deref() != Some(token.as_str()) {
+            let fresh = smtp_transport(&self.settings, Some(&token))?;
+            let old = std::mem::replace(&mut current.1, fresh);
+            current.0 += 1;
+            current.2 = Some(token);
+            tokio::spawn(async move { old.shutdown().await });
+        }
+        Ok((current.0, current.1.clone()))
     }
 
     /// Replaces the transport of `generation` (unless another abandoned attempt already did) and
@@ -130,7 +162,7 @@ impl SmtpPool {
         if current.0 != generation {
             return;
         }
-        match smtp_transport(&self.settings) {
+        match smtp_transport(&self.settings, current.2.as_deref()) {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut current.1, fresh);
                 current.0 += 1;
@@ -141,7 +173,14 @@ impl SmtpPool {
     }
 }
 
-fn smtp_transport(smtp: &Smtp) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+/// 530/534/535: the server did not take our credentials.
+fn is_auth_refusal(e: &lettre::transport::smtp::Error) -> bool {
+    e.status().is_some_and(|code| matches!(u16::from(code), 530 | 534 | 535))
+}
+
+/// A transport logging in with the password, or with `token` by XOAUTH2 (lettre's only OAuth
+/// mechanism).
+fn smtp_transport(smtp: &Smtp, token: Option<&str>) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let tls = match smtp.tls {
         TlsMode::None => Tls::None,
         TlsMode::Starttls => Tls::Required(tls_parameters(smtp)?),
@@ -152,7 +191,11 @@ fn smtp_transport(smtp: &Smtp) -> anyhow::Result<AsyncSmtpTransport<Tokio1Execut
         .port(smtp.port)
         .tls(tls)
         .timeout(Some(Duration::from_secs(smtp.timeout_seconds)));
-    if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
+    if let (Some(user), Some(token)) = (&smtp.username, token) {
+        builder = builder
+            .credentials(Credentials::new(user.clone(), token.to_string()))
+            .authentication(vec![Mechanism::Xoauth2]);
+    } else if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
         builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
     }
     Ok(builder.build())

@@ -83,6 +83,7 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
         copy_table!(src, dst, reads, (email: String, ticket_number: i64, read_at: i64)),
         copy_table!(src, dst, saved_criteria, (email: String, query: String)),
         copy_table!(src, dst, timers, (ticket_number: i64, kind: String, due_at: i64, fired_at: Option<i64>)),
+        copy_table!(src, dst, oauth_tokens, (username: String, refresh_token: String, updated_at: i64)),
     ];
     reindex(dst)?;
     resync_ids(dst)?;

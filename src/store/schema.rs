@@ -143,5 +143,6 @@ diesel::table! { rate_events (key, at) { key -> Text, at -> BigInt, } }
 diesel::table! {
     timers (ticket_number, kind) { ticket_number -> BigInt, kind -> Text, due_at -> BigInt, fired_at -> Nullable<BigInt>, }
 }
+diesel::table! { oauth_tokens (username) { username -> Text, refresh_token -> Text, updated_at -> BigInt, } }
 
 diesel::allow_tables_to_appear_in_same_query!(tickets, watchers, messages, attachments, blobs, outbox, reads, timers);
