@@ -228,9 +228,8 @@ impl TokenSource {
                 )
                 .await?;
                 if answer.error.as_deref() == Some("invalid_grant") {
-                    // Expired or revoked: forget it, so that `status` keeps saying what to do.
-                    let (name, old) = (user.clone(), refresh.clone());
-                    self.store.run(move |s| s.write(|c| oauth_tokens::forget(c, &name, &old))).await?;
+                    // Expired or revoked: kept anyway (a new login replaces it), so that every
+                    // retry says the same thing in `status`.
                     return Err(TokenError::NeedsLogin(format!(
                         "the OAuth refresh token of {user} was refused ({}): run guichet oauth-login {user}",
                         answer.error_text()

@@ -19,9 +19,3 @@ pub fn put(conn: &mut Conn, username: &str, token: &str, now: i64) -> anyhow::Re
         .execute(conn)?;
     Ok(())
 }
-
-/// Forgets the account's refresh token when it is still `token` (the provider revoked it).
-pub fn forget(conn: &mut Conn, username: &str, token: &str) -> anyhow::Result<()> {
-    diesel::delete(ot::table.filter(ot::username.eq(username)).filter(ot::refresh_token.eq(token))).execute(conn)?;
-    Ok(())
-}

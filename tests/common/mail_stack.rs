@@ -25,6 +25,8 @@
 //! - deferred mail (Dovecot stopped) is retried 2–6 s later, or at once after
 //!   [`MailStack::flush_queue`];
 //! - the helpers open one IMAP connection per call (`imap_session` gives a session to keep);
+//! - IMAP also takes AUTHENTICATE XOAUTH2 / OAUTHBEARER, each token checked by the identity
+//!   provider given to [`MailStack::set_oauth`] (`common::identity` plays one);
 //! - Sieve runs at delivery: [`MailStack::enable_vacation`] makes a user answer automatically,
 //!   through this stack's Postfix (answers only mail whose To/Cc names the user);
 //! - messages given to the helpers may use LF line ends: they are sent as CRLF.
@@ -147,6 +149,27 @@ impl MailStack {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// Dovecot checks XOAUTH2/OAUTHBEARER tokens at `url` from now on (RFC 7662 introspection:
+    /// it POSTs `token=…` and wants `{"active": true, "username": "<user>"}`); see
+    /// `common::identity`. Until called, every token is refused (plaintext logins always work).
+    pub fn set_oauth(&self, url: &str) {
+        let out = Command::new(Self::script())
+            .arg("set-oauth")
+            .arg(self.dir.path())
+            .arg(url)
+            .output()
+            .expect("run scripts/mail-stack");
+        assert!(out.status.success(), "scripts/mail-stack set-oauth: {}", String::from_utf8_lossy(&out.stderr));
+        // The reload replaces Dovecot's auth process; give the new one a moment.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// Closes every IMAP session of `user` (`doveadm kick`): clients must log in again.
+    pub fn kick(&self, user: &str) {
+        let conf = self.dir.path().join("dovecot.conf");
+        let _ = Command::new("doveadm").arg("-c").arg(conf).args(["kick", user]).output();
     }
 
     /// Stops Postfix only: SMTP connections are refused until [`MailStack::start_smtp`].

@@ -2,5 +2,6 @@
 //! Each submodule is self-contained; add new ones here.
 
 pub mod guichet;
+pub mod identity;
 pub mod mail_stack;
 pub mod webdriver;
