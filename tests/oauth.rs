@@ -2,7 +2,8 @@
 //! identity provider (`common::identity`, tokens valid 20 s): `guichet oauth-login` completes the
 //! device-code flow and keeps the refresh token; a daemon reads mail over XOAUTH2 for a minute,
 //! across several token lifetimes and forced reconnections; app-only access by
-//! `client_credentials` over OAUTHBEARER; a revoked refresh token shows in `status`.
+//! `client_credentials` over OAUTHBEARER; a revoked refresh token shows in `status`; one login
+//! serves IMAP and SMTP submission (XOAUTH2 through Postfix, checked by Dovecot).
 
 mod common;
 
@@ -161,4 +162,27 @@ async fn a_revoked_refresh_token_shows_in_status_and_the_daemon_keeps_running() 
     eventually(Duration::from_secs(90), "ticket 1 after the new login", || cfg.ticket(1)).await;
     assert!(daemon.is_running());
     assert!(daemon.logs().contains("run guichet oauth-login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_serves_imap_and_smtp_submission_over_xoauth2() {
+    let (stack, idp, cfg) = setup("auth = \"xoauth2\"").await;
+    tokio::task::block_in_place(|| oauth_login(&cfg, &idp));
+    let submission = stack.submission_port.to_string();
+    let (token_url, smtp_port) = (idp.token_url(), submission.as_str());
+    let _daemon = cfg.start_with(&[
+        ("GUICHET__SMTP__PORT", smtp_port),
+        ("GUICHET__SMTP__USERNAME", HELPDESK),
+        ("GUICHET__SMTP__AUTH", "xoauth2"),
+        ("GUICHET__SMTP__OAUTH_TOKEN_URL", token_url.as_str()),
+        ("GUICHET__SMTP__OAUTH_CLIENT_ID", CLIENT_ID),
+    ]);
+
+    let raw = mail("marie@customer.example", "Imprimante", "sm1@customer.example", "", "Panne.");
+    stack.smtp_send("marie@customer.example", &[HELPDESK], &raw).await.expect("accepted");
+
+    // The acknowledgement reaches Marie through the submission port, logged in by XOAUTH2.
+    stack.wait_for_messages("marie@customer.example", "INBOX", 1, WAIT).await;
+    let log = stack.maillog();
+    assert!(log.contains("sasl_method=XOAUTH2, sasl_username=support@example.com"), "{log}");
 }

@@ -42,7 +42,7 @@ const UPLOAD_BYTES_PER_SECOND: usize = 64 * 1024;
 const MAX_RECORD_DELAY: Duration = Duration::from_secs(30);
 
 pub enum Transport {
-    Smtp(SmtpPool),
+    Smtp(Box<SmtpPool>),
     File(PathBuf),
 }
 
@@ -75,7 +75,11 @@ impl Transport {
         }
         let transport = smtp_transport(smtp, None)?;
         let tokens = smtp.oauth.clone().map(|config| TokenSource::new(config, store.clone())).transpose()?;
-        Ok(Transport::Smtp(SmtpPool { settings: smtp.clone(), tokens, current: Mutex::new((0, transport, None)) }))
+        Ok(Transport::Smtp(Box::new(SmtpPool {
+            settings: smtp.clone(),
+            tokens,
+            current: Mutex::new((0, transport, None)),
+        })))
     }
 
     async fn send(&self, row: &OutboxRow) -> Attempt {

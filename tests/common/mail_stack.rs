@@ -26,7 +26,8 @@
 //!   [`MailStack::flush_queue`];
 //! - the helpers open one IMAP connection per call (`imap_session` gives a session to keep);
 //! - IMAP also takes AUTHENTICATE XOAUTH2 / OAUTHBEARER, each token checked by the identity
-//!   provider given to [`MailStack::set_oauth`] (`common::identity` plays one);
+//!   provider given to [`MailStack::set_oauth`] (`common::identity` plays one); so does SMTP AUTH
+//!   on [`MailStack::submission_port`] (Postfix asks Dovecot);
 //! - Sieve runs at delivery: [`MailStack::enable_vacation`] makes a user answer automatically,
 //!   through this stack's Postfix (answers only mail whose To/Cc names the user);
 //! - messages given to the helpers may use LF line ends: they are sent as CRLF.
@@ -58,6 +59,9 @@ pub struct MailStack {
     pub lmtp_port: u16,
     /// Dovecot's implicit TLS port (IMAPS); IMAP_PORT offers STARTTLS, and so does Postfix.
     pub imaps_port: u16,
+    /// Postfix with SMTP AUTH checked by Dovecot (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER); no TLS
+    /// required. `smtp_port` offers no AUTH.
+    pub submission_port: u16,
     /// The private CA (PEM) that signed both servers' certificate (for localhost and 127.0.0.1).
     pub ca_file: PathBuf,
     /// How long `start` took.
@@ -128,6 +132,7 @@ impl MailStack {
             smtp_port: port("SMTP_PORT"),
             lmtp_port: port("LMTP_PORT"),
             imaps_port: port("IMAPS_PORT"),
+            submission_port: port("SUBMISSION_PORT"),
             ca_file: env
                 .lines()
                 .find_map(|l| l.strip_prefix("CA_FILE="))
