@@ -352,8 +352,8 @@ pub struct Smtp {
     pub dir: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout")]
     pub timeout_seconds: u64,
-    /// SPEC §9: `password` (default), `xoauth2` or `oauthbearer`; the `oauth_*` keys below go with
-    /// the last two (`crate::oauth`).
+    /// The same OAuth keys as `[[mailbox]]` (declared twice: serde cannot flatten a shared struct
+    /// into one that denies unknown keys); `oauthbearer` is refused for SMTP (lettre has XOAUTH2).
     #[serde(default)]
     pub auth: AuthMethod,
     #[serde(default)]
@@ -437,6 +437,23 @@ pub struct Company {
     pub domains: Vec<String>,
     #[serde(default)]
     pub shared: bool,
+}
+
+/// The `OAuthKeys` of a `MailboxSettings` or a `Smtp`: the same field names in both.
+macro_rules! oauth_keys {
+    ($s:expr) => {
+        OAuthKeys {
+            auth: $s.auth,
+            provider: $s.oauth_provider,
+            tenant: $s.oauth_tenant.as_deref(),
+            token_url: $s.oauth_token_url.as_deref(),
+            device_url: $s.oauth_device_url.as_deref(),
+            client_id: $s.oauth_client_id.as_deref(),
+            client_secret: $s.oauth_client_secret.as_deref(),
+            scopes: $s.oauth_scopes.as_deref(),
+            grant: $s.oauth_grant,
+        }
+    };
 }
 
 impl Settings {
@@ -534,14 +551,14 @@ impl Settings {
     /// Applies the OAuth presets and checks the OAuth keys of every mailbox and of `[smtp]`.
     fn resolve_oauth(&mut self) -> anyhow::Result<()> {
         for (i, m) in self.mailboxes.iter_mut().enumerate() {
-            let keys = OAuthKeys::of_mailbox(m);
+            let keys = oauth_keys!(m);
             m.oauth = keys.resolve(&format!("mailbox[{i}]"), Some(&m.username))?;
         }
         if let Some(smtp) = &mut self.smtp {
             if smtp.auth == AuthMethod::Oauthbearer {
                 bail!("configuration: smtp.auth = \"oauthbearer\" is not offered for SMTP: use \"xoauth2\"");
             }
-            let keys = OAuthKeys::of_smtp(smtp);
+            let keys = oauth_keys!(smtp);
             smtp.oauth = keys.resolve("smtp", smtp.username.as_deref())?;
         }
         Ok(())
@@ -731,35 +748,7 @@ struct OAuthKeys<'a> {
     grant: Grant,
 }
 
-impl<'a> OAuthKeys<'a> {
-    fn of_mailbox(m: &'a MailboxSettings) -> Self {
-        OAuthKeys {
-            auth: m.auth,
-            provider: m.oauth_provider,
-            tenant: m.oauth_tenant.as_deref(),
-            token_url: m.oauth_token_url.as_deref(),
-            device_url: m.oauth_device_url.as_deref(),
-            client_id: m.oauth_client_id.as_deref(),
-            client_secret: m.oauth_client_secret.as_deref(),
-            scopes: m.oauth_scopes.as_deref(),
-            grant: m.oauth_grant,
-        }
-    }
-
-    fn of_smtp(s: &'a Smtp) -> Self {
-        OAuthKeys {
-            auth: s.auth,
-            provider: s.oauth_provider,
-            tenant: s.oauth_tenant.as_deref(),
-            token_url: s.oauth_token_url.as_deref(),
-            device_url: s.oauth_device_url.as_deref(),
-            client_id: s.oauth_client_id.as_deref(),
-            client_secret: s.oauth_client_secret.as_deref(),
-            scopes: s.oauth_scopes.as_deref(),
-            grant: s.oauth_grant,
-        }
-    }
-
+impl OAuthKeys<'_> {
     /// None with `auth = "password"`; else the settings with the provider's preset under what the
     /// operator wrote. Errors name the key (`mailbox[0].oauth_client_id`).
     fn resolve(&self, at: &str, username: Option<&str>) -> anyhow::Result<Option<OAuthConfig>> {

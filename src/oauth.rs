@@ -142,7 +142,8 @@ async fn token_request(
     config: &OAuthConfig,
     form: &[(&str, &str)],
 ) -> anyhow::Result<TokenResponse> {
-    let mut form: Vec<(&str, &str)> = form.to_vec();
+    // An empty scope is left out: the provider's default scopes apply.
+    let mut form: Vec<(&str, &str)> = form.iter().copied().filter(|(k, v)| !(*k == "scope" && v.is_empty())).collect();
     form.push(("client_id", &config.client_id));
     if let Some(secret) = &config.client_secret {
         form.push(("client_secret", secret));
