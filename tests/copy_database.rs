@@ -1,6 +1,6 @@
 //! `guichet copy-to URL` moves an installation to another database (SQLite → PostgreSQL when
 //! GUICHET_TEST_POSTGRES is set, else SQLite → SQLite) keeping every ticket, message,
-//! attachment and raw mail.
+//! attachment and raw mail (and the OAuth refresh tokens).
 
 mod common;
 
@@ -35,8 +35,16 @@ fn an_installation_copied_to_another_database_keeps_everything() {
     args.extend(files.iter().map(String::as_str));
     guichet(&source, &args);
     guichet(&source, &["ingest"]); // stdin empty: quarantined, kept
+    // A mailbox's OAuth refresh token (SPEC §9) goes along.
+    let oauth_token = |url: &str| guichet::store::Store::open_and_migrate(url, 1).unwrap();
+    oauth_token(&source)
+        .write(|c| guichet::store::oauth_tokens::put(c, "support@example.com", "refresh-1", 1))
+        .unwrap();
     let out = guichet(&source, &["copy-to", &target.url]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("raw_mails"));
+    let copied =
+        oauth_token(&target.url).read(|c| guichet::store::oauth_tokens::get(c, "support@example.com")).unwrap();
+    assert_eq!(copied.as_deref(), Some("refresh-1"));
 
     let before = guichet(&source, &["tickets", "--json"]).stdout;
     let after = guichet(&target.url, &["tickets", "--json"]).stdout;

@@ -124,7 +124,6 @@ fn is_dead_holder(holder: &str, ours: &str) -> bool {
 }
 
 /// One connected session; returns Ok only on shutdown.
-#[allow(clippy::too_many_arguments)]
 async fn session_loop(
     app: &App,
     mailbox: &MailboxSettings,
