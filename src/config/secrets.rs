@@ -10,7 +10,11 @@ use super::Settings;
 
 impl Settings {
     /// Replaces each `*_file` by the secret it holds (one trailing line break dropped).
-    pub(super) fn read_secret_files(&mut self, env: &[(String, String)], config_dir: Option<&Path>) -> anyhow::Result<()> {
+    pub(super) fn read_secret_files(
+        &mut self,
+        env: &[(String, String)],
+        config_dir: Option<&Path>,
+    ) -> anyhow::Result<()> {
         let credentials = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY").map(|(_, v)| PathBuf::from(v));
         let dirs = Dirs { credentials: credentials.as_deref(), config: config_dir };
         for (i, m) in self.mailboxes.iter_mut().enumerate() {
