@@ -24,6 +24,10 @@ pub struct Settings {
     pub web: Web,
     #[serde(default, rename = "company")]
     pub companies: Vec<Company>,
+    #[serde(default)]
+    pub log: crate::ops::LogSettings,
+    #[serde(default)]
+    pub retention: crate::ops::RetentionSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -374,6 +378,7 @@ impl Settings {
         if self.web.max_connections == 0 {
             bail!("configuration: web.max_connections must be positive");
         }
+        crate::ops::validate(self)?;
         Ok(())
     }
 

@@ -1,0 +1,57 @@
+//! Operations (SPEC §10): what an administrator runs and watches beside the helpdesk itself.
+//!
+//! - `check`: `guichet check-config`, one line per part (configuration, database, each mailbox,
+//!   SMTP);
+//! - `health`: `/healthz` and `/readyz`, and the per-mailbox gauges of `/metrics`;
+//! - `commands`: `guichet backup FILE` and `guichet forget EMAIL` (the SQL is in
+//!   `store::maintenance`);
+//! - `retention`: the daemon's task that drops raw mail of old closed tickets;
+//! - `sd_notify`: READY=1 / STOPPING=1 to systemd (`Type=notify`).
+//!
+//! The `[log]` and `[retention]` settings live here rather than in `config.rs`.
+
+pub mod check;
+pub mod commands;
+pub mod health;
+pub mod retention;
+pub mod sd_notify;
+
+use serde::Deserialize;
+
+use crate::config::Settings;
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: colours on a terminal only (and never with `NO_COLOR`).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `[retention]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Raw mail of tickets closed this many days ago loses its bytes (messages and files stay);
+    /// 0 keeps raw mail forever.
+    #[serde(default)]
+    pub raw_mail_days: u32,
+}
+
+/// Checks of the settings above that serde cannot express.
+pub fn validate(settings: &Settings) -> anyhow::Result<()> {
+    if settings.retention.raw_mail_days > 36_500 {
+        anyhow::bail!("configuration: retention.raw_mail_days must be at most 36500 (0 keeps raw mail forever)");
+    }
+    Ok(())
+}
