@@ -31,6 +31,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         for m in app.settings.mailboxes.clone() {
             tasks.spawn(run_mailbox(app.clone(), m, holder.clone(), shutdown.clone()));
         }
+        tasks.spawn(crate::ops::retention::run(app.clone(), shutdown.clone()));
     }
     match &app.settings.smtp {
         Some(smtp) => {
@@ -59,9 +60,6 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
             }
             Err(e) => tracing::error!(listen = %metrics_listen, error = %e, "cannot listen for /metrics; not served"),
         }
-    }
-    if with_mailboxes {
-        tasks.spawn(crate::ops::retention::run(app.clone(), shutdown.clone()));
     }
     // Listening, mailboxes and sender started: systemd may start what depends on us.
     crate::ops::sd_notify::notify("READY=1");

@@ -296,17 +296,15 @@ pub const RAW_DROPPED: &str = "raw mail dropped by retention";
 /// it keeps the mail's key, so that it is never ingested twice). Messages and files stay.
 /// Returns how many it dropped; the caller repeats until 0.
 pub fn drop_old_raw_mail(conn: &mut Conn, cutoff: i64, limit: i64) -> anyhow::Result<usize> {
-    let closed_before =
-        tickets::table.filter(tickets::status.eq("closed")).filter(tickets::closed_at.lt(cutoff)).select(tickets::number);
-    let ids: Vec<i64> = raw_mails::table
-        .filter(raw_mails::state.eq("processed"))
-        .filter(raw_mails::reason.is_null())
-        .filter(raw_mails::received_at.lt(cutoff))
-        .filter(raw_mails::ticket_number.eq_any(closed_before))
-        .order(raw_mails::id)
-        .limit(limit)
-        .select(raw_mails::id)
-        .load(conn)?;
+    let found: Vec<Id> = diesel::sql_query(
+        "SELECT r.id AS id FROM raw_mails r JOIN tickets t ON t.number = r.ticket_number \
+         WHERE r.state = 'processed' AND r.reason IS NULL AND r.received_at < $1 \
+         AND t.status = 'closed' AND t.closed_at < $1 ORDER BY r.id LIMIT $2",
+    )
+    .bind::<BigInt, _>(cutoff)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    let ids: Vec<i64> = found.into_iter().map(|i| i.id).collect();
     keep_files_of(conn, &ids)?;
     diesel::update(raw_mails::table.filter(raw_mails::id.eq_any(&ids)))
         .set((raw_mails::data.eq(&[][..]), raw_mails::reason.eq(RAW_DROPPED)))
