@@ -205,15 +205,9 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
     diesel::delete(undeliverable::table.filter(undeliverable::address.eq(address))).execute(conn)?;
     diesel::delete(super::schema::rate_events::table.filter(super::schema::rate_events::key.like(&like)))
         .execute(conn)?;
-    // Mail to them, and mail already sent that names them; mail still due to others keeps going,
-    // naming the placeholder instead.
-    diesel::delete(
-        outbox::table.filter(
-            outbox::recipient.eq(address).or(outbox::state.ne("pending").and(outbox::spec.like(&like))),
-        ),
-    )
-    .execute(conn)?;
-    replace_in(conn, "outbox", "spec", address, &placeholder)?;
+    // Mail to them, and any mail about them (a notification to staff carries their words): an
+    // unsent notification about someone forgotten has nothing left to say.
+    diesel::delete(outbox::table.filter(outbox::recipient.eq(address).or(outbox::spec.like(&like)))).execute(conn)?;
     delete_outbox_data_containing(conn, address)?;
 
     Ok(Forgotten { placeholder, messages: their_ids.len(), raw_mails, tickets })
