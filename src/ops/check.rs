@@ -55,7 +55,8 @@ fn check_database(url: &str) -> anyhow::Result<String> {
     }
     let store = Store::open(url, 1)?;
     store.ping(Duration::from_secs(10))?;
-    Ok(format!("{:?} answers", store.backend()))
+    let schema = if store.has_schema()? { "" } else { " (no tables yet: `guichet migrate` or `run` creates them)" };
+    Ok(format!("{:?} answers{schema}", store.backend()))
 }
 
 async fn check_mailbox(m: &MailboxSettings) -> anyhow::Result<String> {

@@ -37,8 +37,8 @@ const TOUCHED_TABLES: &[&str] = &[
 ];
 
 impl Store {
-    /// Whether the database answers within `timeout`: a pooled connection runs a query on a real
-    /// table. On SQLite the file must also still open for reading and writing, since the pool's
+    /// Whether the database answers within `timeout`: a pooled connection runs a query (a
+    /// round trip to the PostgreSQL server). On SQLite the file must also still open for reading and writing, since the pool's
     /// open connections would keep answering from a file that was removed or made unreadable.
     pub fn ping(&self, timeout: Duration) -> anyhow::Result<()> {
         if let Some(path) = &self.sqlite_path {
@@ -49,8 +49,14 @@ impl Store {
                 .with_context(|| format!("cannot open {}", path.display()))?;
         }
         let mut conn = self.pool.get_timeout(timeout).context("no database connection")?;
-        super::schema::meta::table.count().get_result::<i64>(&mut *conn).context("the database does not answer")?;
+        conn.batch_execute("SELECT 1").context("the database does not answer")?;
         Ok(())
+    }
+
+    /// Whether the tables exist (a database nobody migrated yet has none).
+    pub fn has_schema(&self) -> anyhow::Result<bool> {
+        let mut conn = self.conn()?;
+        Ok(super::schema::meta::table.count().get_result::<i64>(&mut *conn).is_ok())
     }
 
     /// Writes a consistent copy of a SQLite database to `target` (`VACUUM INTO`: one read
