@@ -41,10 +41,9 @@ fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A mailbox block whose password Dovecot refuses.
 fn wrong_password_mailbox(stack: &MailStack) -> String {
-    mailbox(stack, "").replace("name = \"support\"", "name = \"helpdesk-inbox\"").replace(
-        &format!("password = \"{}\"", MailStack::PASSWORD),
-        "password = \"not-the-password\"",
-    )
+    mailbox(stack, "")
+        .replace("name = \"support\"", "name = \"helpdesk-inbox\"")
+        .replace(&format!("password = \"{}\"", MailStack::PASSWORD), "password = \"not-the-password\"")
 }
 
 /// Pipes a mail into `guichet ingest`.
@@ -210,7 +209,10 @@ fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     for i in 0..3 {
-        ingest(&cfg, &mail("marie@customer.example", &format!("Demande {i}"), &format!("b{i}@customer.example"), "", "x"));
+        ingest(
+            &cfg,
+            &mail("marie@customer.example", &format!("Demande {i}"), &format!("b{i}@customer.example"), "", "x"),
+        );
     }
     let _daemon = cfg.start();
     wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/healthz"));

@@ -61,8 +61,10 @@ fn check_database(url: &str) -> anyhow::Result<String> {
 
 async fn check_mailbox(m: &MailboxSettings) -> anyhow::Result<String> {
     let mut session = crate::ingest::imap::connect(m).await?;
-    let folder =
-        session.examine(&m.folder).await.with_context(|| format!("cannot open folder `{}` (mailbox.folder)", m.folder))?;
+    let folder = session
+        .examine(&m.folder)
+        .await
+        .with_context(|| format!("cannot open folder `{}` (mailbox.folder)", m.folder))?;
     let _ = session.logout().await;
     Ok(format!("logged in as {}, {} message(s) in {}", m.username, folder.exists, m.folder))
 }

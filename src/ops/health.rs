@@ -79,8 +79,11 @@ pub fn record_gauges(conn: &mut store::Conn, now: i64) -> anyhow::Result<()> {
             metrics::gauge!("guichet_mailbox_last_success_timestamp_seconds", "mailbox" => label.clone()).set(t as f64);
         }
         let failing = s.failing_since.filter(|_| s.last_error.is_some()).map_or(0, |since| (now - since).max(0));
-        metrics::gauge!("guichet_mailbox_failing", "mailbox" => label.clone())
-            .set(if s.last_error.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!("guichet_mailbox_failing", "mailbox" => label.clone()).set(if s.last_error.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         metrics::gauge!("guichet_mailbox_failing_seconds", "mailbox" => label.clone()).set(failing as f64);
         metrics::gauge!("guichet_mailbox_ingested", "mailbox" => label).set(s.ingested as f64);
     }
