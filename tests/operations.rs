@@ -155,7 +155,13 @@ fn healthz_answers_503_when_the_database_does_not() {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
     } else {
+        use std::os::unix::fs::PermissionsExt;
         let db = sqlite_path(&cfg);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let (status, body) = http_get(cfg.web_port, "/healthz");
+        assert_eq!(status, 503, "an unreadable file: {body}");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(http_get(cfg.web_port, "/healthz").0, 200, "readable again");
         std::fs::rename(&db, db.with_extension("moved")).unwrap();
     }
 

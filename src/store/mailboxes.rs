@@ -147,6 +147,10 @@ pub struct MailboxStatus {
     pub uidvalidity: Option<i64>,
     pub last_poll: Option<String>,
     pub last_error: Option<String>,
+    /// The last poll without error.
+    pub last_success: Option<String>,
+    /// Since when the mailbox has been failing (while `last_error` is set).
+    pub failing_since: Option<String>,
 }
 
 impl From<MailboxState> for MailboxStatus {
@@ -160,6 +164,8 @@ impl From<MailboxState> for MailboxStatus {
             uidvalidity: s.uidvalidity,
             last_poll: s.last_poll.map(rfc3339),
             last_error: s.last_error,
+            last_success: s.last_success.map(rfc3339),
+            failing_since: s.failing_since.map(rfc3339),
         }
     }
 }

@@ -37,16 +37,13 @@ const TOUCHED_TABLES: &[&str] = &[
 ];
 
 impl Store {
-    /// Whether the database answers within `timeout`: a pooled connection runs a query (a
-    /// round trip to the PostgreSQL server). On SQLite the file must also still open for reading and writing, since the pool's
-    /// open connections would keep answering from a file that was removed or made unreadable.
+    /// Whether the database answers within `timeout`. PostgreSQL: a pooled connection makes a
+    /// round trip to the server. SQLite: the pool's open connections would keep answering from a
+    /// file that was removed, replaced or made unreadable, so the file is opened afresh, as the
+    /// next start would, and its schema read.
     pub fn ping(&self, timeout: Duration) -> anyhow::Result<()> {
         if let Some(path) = &self.sqlite_path {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
+            return ping_sqlite_file(path);
         }
         let mut conn = self.pool.get_timeout(timeout).context("no database connection")?;
         conn.batch_execute("SELECT 1").context("the database does not answer")?;
@@ -113,6 +110,29 @@ impl Store {
         }
         Ok(forgotten)
     }
+}
+
+fn ping_sqlite_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // root opens any file whatever its mode; a file its owner may not read and write is broken
+    // all the same (the service's own user could not open it).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o600 != 0o600 {
+            bail!("{} is not readable and writable by its owner (mode {:o})", path.display(), mode & 0o777);
+        }
+    }
+    let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.batch_execute("PRAGMA busy_timeout = 3000; SELECT count(*) FROM sqlite_master;")
+        .with_context(|| format!("{} does not answer", path.display()))?;
+    Ok(())
 }
 
 /// What [`Store::forget`] did.
