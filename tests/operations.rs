@@ -240,7 +240,7 @@ fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
 }
 
 #[test]
-fn forget_erases_a_person_down_to_the_bytes_of_the_database() {
+fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_runs() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let person = "jeanne.forgetme@customer.example";
@@ -251,6 +251,9 @@ fn forget_erases_a_person_down_to_the_bytes_of_the_database() {
     ingest(&cfg, raw.as_bytes());
     ingest(&cfg, &mail("other@customer.example", "Autre", "f2@customer.example", &format!("Cc: {person}\n"), "y"));
     assert!(cfg.cli(&["login-link", person]).status.success());
+    // The daemon runs meanwhile, and has sent the acknowledgements and staff notifications.
+    let _daemon = cfg.start();
+    wait_for(WAIT, "the notifications sent", || (cfg.status()["outbox"]["pending"] == 0).then_some(()));
 
     let out = cfg.cli(&["forget", person]);
 
