@@ -54,6 +54,18 @@ fn ingest(cfg: &Config, raw: &[u8]) {
     assert!(out.status.success(), "ingest: {}", text(&out));
 }
 
+/// A mail with a text part and a file (`base64`, named `file.bin`).
+fn mail_with_file(from: &str, message_id: &str, text: &str, base64: &str) -> String {
+    let headers = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n";
+    let body = format!(
+        "--b\nContent-Type: text/plain\n\n{text}\n--b\nContent-Type: application/octet-stream\n\
+         Content-Disposition: attachment; filename=\"file.bin\"\nContent-Transfer-Encoding: base64\n\n{base64}\n--b--"
+    );
+    let raw = String::from_utf8(mail(from, "Avec un fichier", message_id, headers, &body)).unwrap();
+    // `mail` names a text/plain body; this one is multipart.
+    raw.replace("Content-Type: text/plain; charset=utf-8\n", "")
+}
+
 fn sqlite_path(cfg: &Config) -> std::path::PathBuf {
     cfg.database_url.strip_prefix("sqlite://").expect("a SQLite database").into()
 }
@@ -244,10 +256,7 @@ fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_run
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let person = "jeanne.forgetme@customer.example";
-    let attachment = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n";
-    let body = "--b\nContent-Type: text/plain\n\nMon numero secret est 0612345678\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"releve.bin\"\nContent-Transfer-Encoding: base64\n\nU0VDUkVUUEFZTE9BRA==\n--b--";
-    let raw = mail(person, "Mes donnees", "f1@customer.example", attachment, body);
-    let raw = String::from_utf8(raw).unwrap().replace("Content-Type: text/plain; charset=utf-8\n", "");
+    let raw = mail_with_file(person, "f1@customer.example", "Mon numero secret est 0612345678", "U0VDUkVUUEFZTE9BRA==");
     ingest(&cfg, raw.as_bytes());
     ingest(&cfg, &mail("other@customer.example", "Autre", "f2@customer.example", &format!("Cc: {person}\n"), "y"));
     assert!(cfg.cli(&["login-link", person]).status.success());
@@ -301,11 +310,7 @@ fn retention_drops_raw_mail_of_old_closed_tickets_and_keeps_messages_and_files()
     use guichet::store::schema::{raw_mails, tickets};
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "[retention]\nraw_mail_days = 30\n");
-    let with_file = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n";
-    let body = "--b\nContent-Type: text/plain\n\nAncien\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"old.bin\"\nContent-Transfer-Encoding: base64\n\nT0xERklMRQ==\n--b--";
-    let old = String::from_utf8(mail("a@customer.example", "Vieux", "r1@customer.example", with_file, body))
-        .unwrap()
-        .replace("Content-Type: text/plain; charset=utf-8\n", "");
+    let old = mail_with_file("a@customer.example", "r1@customer.example", "Ancien", "T0xERklMRQ==");
     ingest(&cfg, old.as_bytes());
     ingest(&cfg, &mail("b@customer.example", "Ouvert", "r2@customer.example", "", "encore ouvert"));
     // Ticket 1 was closed 40 days ago, and its mail came before that.
