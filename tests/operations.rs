@@ -187,7 +187,9 @@ fn healthz_answers_503_when_the_database_does_not() {
 fn readyz_answers_503_once_a_mailbox_has_failed_for_ten_polls() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", &wrong_password_mailbox(&stack));
-    let _daemon = cfg.start();
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let _daemon = cfg.start_with(&[("GUICHET__WEB__METRICS_LISTEN", listen.as_str())]);
     wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/readyz"));
     wait_for(WAIT, "the login error in status", || cfg.status()["mailboxes"][0]["last_error"].as_str().map(drop));
     assert_eq!(http_get(cfg.web_port, "/readyz").0, 200, "failing for less than poll_seconds × 10 (10 s)");
@@ -197,7 +199,10 @@ fn readyz_answers_503_once_a_mailbox_has_failed_for_ten_polls() {
         (status == 503).then_some(body)
     });
 
-    assert!(body.contains("helpdesk-inbox"), "{body}");
+    assert_eq!(body.trim(), "mailbox: unavailable", "the public listener names no server");
+    let (status, details) = http_get(metrics_port, "/readyz");
+    assert_eq!(status, 503);
+    assert!(details.contains("helpdesk-inbox") && details.contains("login"), "the operator's: {details}");
     assert_eq!(http_get(cfg.web_port, "/healthz").0, 200, "the process and its database are fine");
 }
 

@@ -17,29 +17,63 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many polls a mailbox may fail before the daemon stops being ready (SPEC §10).
 const FAILED_POLLS_BEFORE_UNREADY: u64 = 10;
 
+/// Who reads the answer: the public listener says what is wrong in a word; the metrics
+/// listener (the operator's) gives the reasons, which may name paths, hosts and servers' replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Public,
+    Operator,
+}
+
 /// 200 `ok`, or 503 naming what does not answer.
-pub async fn healthz(State(app): State<App>) -> (StatusCode, String) {
+pub async fn healthz(app: App, audience: Audience) -> (StatusCode, String) {
     match ping(&app).await {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e:#}\n")),
+        Err(e) => unavailable(audience, vec![format!("database: {e:#}")]),
     }
 }
 
 /// [`healthz`], and 503 while a configured mailbox has been failing for longer than
 /// `poll_seconds` × 10.
-pub async fn readyz(State(app): State<App>) -> (StatusCode, String) {
+pub async fn readyz(app: App, audience: Audience) -> (StatusCode, String) {
     if let Err(e) = ping(&app).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e:#}\n"));
+        return unavailable(audience, vec![format!("database: {e:#}")]);
     }
     let states = match app.store.run(|s| s.read(mailboxes::all)).await {
         Ok(states) => states,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e:#}\n")),
+        Err(e) => return unavailable(audience, vec![format!("database: {e:#}")]),
     };
     let failing = failing_mailboxes(&app, &states, store::now());
     if failing.is_empty() {
         return (StatusCode::OK, "ready\n".into());
     }
-    (StatusCode::SERVICE_UNAVAILABLE, failing.join("\n") + "\n")
+    unavailable(audience, failing)
+}
+
+/// 503 with one line per problem: its kind (`database`, `mailbox`), and for the operator which
+/// one and why.
+fn unavailable(audience: Audience, problems: Vec<String>) -> (StatusCode, String) {
+    let lines: Vec<String> = match audience {
+        Audience::Operator => problems,
+        Audience::Public => {
+            problems.iter().map(|p| format!("{}: unavailable", p.split([' ', ':']).next().unwrap_or(p))).collect()
+        }
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, lines.join("\n") + "\n")
+}
+
+/// Route handlers for both listeners.
+pub async fn healthz_public(State(app): State<App>) -> (StatusCode, String) {
+    healthz(app, Audience::Public).await
+}
+pub async fn readyz_public(State(app): State<App>) -> (StatusCode, String) {
+    readyz(app, Audience::Public).await
+}
+pub async fn healthz_operator(State(app): State<App>) -> (StatusCode, String) {
+    healthz(app, Audience::Operator).await
+}
+pub async fn readyz_operator(State(app): State<App>) -> (StatusCode, String) {
+    readyz(app, Audience::Operator).await
 }
 
 async fn ping(app: &App) -> anyhow::Result<()> {

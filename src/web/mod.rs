@@ -66,8 +66,8 @@ pub fn router(app: App) -> Router {
     // Every route but the three that take files reads 16 KB at most: a larger Content-Length is
     // refused (413) before the handler runs, and a body that grows past it is cut.
     let without_files = Router::new()
-        .route("/healthz", get(crate::ops::health::healthz))
-        .route("/readyz", get(crate::ops::health::readyz))
+        .route("/healthz", get(crate::ops::health::healthz_public))
+        .route("/readyz", get(crate::ops::health::readyz_public))
         .route("/static/{file}", get(assets::serve))
         .route("/login", get(login::form).post(login::request_link))
         .route("/login/{token}", get(login::confirm_page).post(login::confirm))
@@ -117,8 +117,8 @@ pub async fn serve_metrics(app: App, listener: tokio::net::TcpListener, shutdown
     crate::telemetry::metrics_handle();
     let router = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(crate::ops::health::healthz))
-        .route("/readyz", get(crate::ops::health::readyz))
+        .route("/healthz", get(crate::ops::health::healthz_operator))
+        .route("/readyz", get(crate::ops::health::readyz_operator))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(app);
     server::serve(router, listener, 64, shutdown).await;
