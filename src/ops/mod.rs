@@ -55,3 +55,36 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<Settings> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), toml).unwrap();
+        Settings::load_from(Some(file.path()), Path::new("/nonexistent/default.toml"), &[])
+    }
+
+    #[test]
+    fn log_and_retention_default_to_text_and_keeping_everything() {
+        let s = load("").unwrap();
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.retention.raw_mail_days, 0);
+        let s = load("[log]\nformat = \"json\"\n[retention]\nraw_mail_days = 90\n").unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.retention.raw_mail_days, 90);
+    }
+
+    #[test]
+    fn bad_log_and_retention_values_name_the_key() {
+        let err = load("[log]\nformat = \"xml\"\n").unwrap_err().to_string();
+        assert!(err.contains("log.format"), "{err}");
+        let err = load("[retention]\nraw_mail_days = -1\n").unwrap_err().to_string();
+        assert!(err.contains("retention.raw_mail_days"), "{err}");
+        let err = load("[retention]\nraw_mail_days = 100000\n").unwrap_err().to_string();
+        assert!(err.contains("retention.raw_mail_days"), "{err}");
+    }
+}
