@@ -100,8 +100,15 @@ fn failing_mailboxes(app: &App, states: &[mailboxes::MailboxState], now: i64) ->
         .collect()
 }
 
-/// Sets the per-mailbox gauges and the quarantine size from the database (at each scrape).
-pub fn record_gauges(conn: &mut store::Conn, now: i64) -> anyhow::Result<()> {
+/// At each scrape of `/metrics`: sets the per-mailbox gauges and the quarantine size from the
+/// database, and reads the outbox's state (its gauges are set by `web::metrics`).
+pub fn scrape(conn: &mut store::Conn) -> anyhow::Result<store::outbox::OutboxStatus> {
+    let now = store::now();
+    record_gauges(conn, now)?;
+    store::outbox::status(conn, now)
+}
+
+fn record_gauges(conn: &mut store::Conn, now: i64) -> anyhow::Result<()> {
     let states = mailboxes::all(conn)?;
     for s in &states {
         // A mailbox whose quarantine emptied reads 0, not its last count.

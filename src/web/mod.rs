@@ -125,17 +125,9 @@ pub async fn serve_metrics(app: App, listener: tokio::net::TcpListener, shutdown
     Ok(())
 }
 
-/// Prometheus text; the outbox gauges are read from the database at each scrape.
+/// Prometheus text; the outbox and mailbox gauges are read from the database at each scrape.
 async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
-    let status = app
-        .store
-        .run(|s| {
-            s.read(|c| {
-                crate::ops::health::record_gauges(c, crate::store::now())?;
-                crate::store::outbox::status(c, crate::store::now())
-            })
-        })
-        .await?;
+    let status = app.store.run(|s| s.read(crate::ops::health::scrape)).await?;
     metrics::gauge!("guichet_outbox_pending").set(status.pending as f64);
     metrics::gauge!("guichet_outbox_retrying").set(status.retrying as f64);
     metrics::gauge!("guichet_outbox_failed").set(status.failed as f64);
