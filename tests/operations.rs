@@ -261,9 +261,15 @@ fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_run
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let person = "jeanne.forgetme@customer.example";
-    let raw = mail_with_file(person, "f1@customer.example", "Mon numero secret est 0612345678", "U0VDUkVUUEFZTE9BRA==");
+    // Mail clients spell addresses as they like: the erasure finds every spelling.
+    let from = "Jeanne <Jeanne.ForgetMe@Customer.example>";
+    let raw = mail_with_file(from, "f1@customer.example", "Mon numero secret est 0612345678", "U0VDUkVUUEFZTE9BRA==");
     ingest(&cfg, raw.as_bytes());
-    ingest(&cfg, &mail("other@customer.example", "Autre", "f2@customer.example", &format!("Cc: {person}\n"), "y"));
+    let cc = "Cc: JEANNE.FORGETME@customer.example\n";
+    ingest(
+        &cfg,
+        &mail("other@customer.example", "Autre", "f2@customer.example", cc, "Voir Jeanne.Forgetme@customer.example"),
+    );
     assert!(cfg.cli(&["login-link", person]).status.success());
     // The daemon runs meanwhile, and has sent the acknowledgements and staff notifications.
     let _daemon = cfg.start();
@@ -277,14 +283,15 @@ fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_run
     let first = cfg.ticket(1).unwrap();
     let requester = first["requester"].as_str().unwrap();
     assert!(requester.starts_with("forgotten-") && requester.ends_with("@invalid"), "{requester}");
-    let all = serde_json::to_string(&[cfg.ticket(1), cfg.ticket(2)]).unwrap();
+    let all = serde_json::to_string(&[cfg.ticket(1), cfg.ticket(2)]).unwrap().to_lowercase();
     assert!(!all.contains(person) && !all.contains("0612345678"), "{all}");
-    for needle in [person.as_bytes(), b"0612345678", b"SECRETPAYLOAD", b"U0VDUkVUUEFZTE9BRA"] {
-        let dump = database_bytes(&cfg);
+    let dump = database_bytes(&cfg).to_ascii_lowercase();
+    for needle in [person, "0612345678", "secretpayload", "U0VDUkVUUEFZTE9BRA"] {
+        let needle = needle.to_ascii_lowercase().into_bytes();
         assert!(
             !dump.windows(needle.len()).any(|w| w == needle),
             "`{}` still in the database",
-            String::from_utf8_lossy(needle)
+            String::from_utf8_lossy(&needle)
         );
     }
     let other = cfg.ticket(2).unwrap();

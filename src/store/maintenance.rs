@@ -150,7 +150,7 @@ pub struct Forgotten {
 /// that staff keep the history of their own answers.
 pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
     let placeholder = format!("forgotten-{}@invalid", next_id(conn, "forgotten")?);
-    let like = format!("%{address}%");
+    let like = format!("%{}%", address.to_lowercase());
 
     // Their own messages: text, files and raw mails go.
     let theirs: Vec<(i64, Option<i64>)> = messages::table
@@ -185,32 +185,44 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
         unindex(conn, *id)?;
     }
 
-    // Everyone else's messages that name them: the address becomes the placeholder.
-    let mentioning: Vec<i64> = messages::table
-        .filter(
-            messages::from_addr
-                .like(&like)
-                .or(messages::subject.like(&like))
-                .or(messages::full_text.like(&like))
-                .or(messages::text.like(&like))
-                .or(messages::html.like(&like)),
-        )
-        .select(messages::id)
-        .load(conn)?;
-    for column in ["from_addr", "subject", "text", "full_text", "html"] {
-        replace_in(conn, "messages", column, address, &placeholder)?;
-    }
-    for id in &mentioning {
-        let (subject, full_text): (String, String) =
-            messages::table.find(id).select((messages::subject, messages::full_text)).get_result(conn)?;
-        unindex(conn, *id)?;
-        super::search_index::add(conn, *id, format!("{subject}\n{full_text}"))?;
+    // Everyone else's messages that name them, in any case: the address becomes the placeholder.
+    let mention = Mention::new(address, &placeholder)?;
+    let mentioning: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM messages WHERE LOWER(from_addr) LIKE $1 OR LOWER(subject) LIKE $1 \
+         OR LOWER(full_text) LIKE $1 OR LOWER(text) LIKE $1 OR LOWER(html) LIKE $1",
+    )
+    .bind::<Text, _>(&like)
+    .load(conn)?;
+    for Id { id } in mentioning {
+        type Texts = (String, String, String, String, Option<String>);
+        let (from, subject, text, full_text, html): Texts = messages::table
+            .find(id)
+            .select((messages::from_addr, messages::subject, messages::text, messages::full_text, messages::html))
+            .get_result(conn)?;
+        let (subject, full_text) = (mention.scrub(&subject), mention.scrub(&full_text));
+        diesel::update(messages::table.find(id))
+            .set((
+                messages::from_addr.eq(mention.scrub(&from)),
+                messages::subject.eq(&subject),
+                messages::text.eq(mention.scrub(&text)),
+                messages::full_text.eq(&full_text),
+                messages::html.eq(html.as_deref().map(|h| mention.scrub(h))),
+            ))
+            .execute(conn)?;
+        unindex(conn, id)?;
+        super::search_index::add(conn, id, format!("{subject}\n{full_text}"))?;
     }
 
     let tickets = diesel::update(tickets::table.filter(tickets::requester.eq(address)))
         .set(tickets::requester.eq(&placeholder))
         .execute(conn)?;
-    replace_in(conn, "tickets", "subject", address, &placeholder)?;
+    let titled: Vec<Id> = diesel::sql_query("SELECT number AS id FROM tickets WHERE LOWER(subject) LIKE $1")
+        .bind::<Text, _>(&like)
+        .load(conn)?;
+    for Id { id } in titled {
+        let subject: String = tickets::table.find(id).select(tickets::subject).get_result(conn)?;
+        diesel::update(tickets::table.find(id)).set(tickets::subject.eq(mention.scrub(&subject))).execute(conn)?;
+    }
 
     // Raw mails: those of their messages, and any other that carries their address (a mail
     // they were copied on, a staff answer to them, one in quarantine).
@@ -239,16 +251,21 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
     Ok(Forgotten { placeholder, messages: their_ids.len(), raw_mails, tickets })
 }
 
-/// `UPDATE table SET column = replace(column, from, to)` where it occurs.
-fn replace_in(conn: &mut Conn, table: &str, column: &str, from: &str, to: &str) -> anyhow::Result<()> {
-    // Table and column names come from this module only, never from input.
-    let sql = format!("UPDATE {table} SET {column} = replace({column}, $1, $2) WHERE {column} LIKE $3");
-    diesel::sql_query(sql)
-        .bind::<Text, _>(from)
-        .bind::<Text, _>(to)
-        .bind::<Text, _>(format!("%{from}%"))
-        .execute(conn)?;
-    Ok(())
+/// An address in any case, and what replaces it.
+struct Mention<'a> {
+    pattern: regex::Regex,
+    placeholder: &'a str,
+}
+
+impl<'a> Mention<'a> {
+    fn new(address: &str, placeholder: &'a str) -> anyhow::Result<Mention<'a>> {
+        let pattern = regex::RegexBuilder::new(&regex::escape(address)).case_insensitive(true).build()?;
+        Ok(Mention { pattern, placeholder })
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        self.pattern.replace_all(text, regex::NoExpand(self.placeholder)).into_owned()
+    }
 }
 
 /// Removes a message's words from the keyword index.
@@ -268,14 +285,17 @@ struct Id {
     id: i64,
 }
 
-/// The raw mails whose bytes contain `needle`.
+/// The raw mails whose bytes contain `needle`, in any case.
 fn raw_mails_containing(conn: &mut Conn, needle: &str) -> anyhow::Result<Vec<i64>> {
     let sql = match conn {
         #[cfg(feature = "postgres")]
-        AnyConnection::Postgresql(_) => "SELECT id FROM raw_mails WHERE position($1 in data) > 0",
-        AnyConnection::Sqlite(_) => "SELECT id FROM raw_mails WHERE instr(data, $1) > 0",
+        // `escape` keeps ASCII as it is (an address is ASCII), so LOWER sees every spelling.
+        AnyConnection::Postgresql(_) => {
+            "SELECT id FROM raw_mails WHERE position($1 in LOWER(encode(data, 'escape'))) > 0"
+        }
+        AnyConnection::Sqlite(_) => "SELECT id FROM raw_mails WHERE instr(LOWER(CAST(data AS TEXT)), $1) > 0",
     };
-    let ids: Vec<Id> = diesel::sql_query(sql).bind::<Binary, _>(needle.as_bytes()).load(conn)?;
+    let ids: Vec<Id> = diesel::sql_query(sql).bind::<Text, _>(needle.to_lowercase()).load(conn)?;
     Ok(ids.into_iter().map(|i| i.id).collect())
 }
 
