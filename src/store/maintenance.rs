@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Text};
+use diesel::sql_types::{BigInt, Text};
 
 use super::schema::{
-    attachments, blobs, login_tokens, messages, outbox, raw_mails, reads, saved_criteria, sessions, tickets,
-    undeliverable, watchers,
+    attachments, blobs, login_tokens, messages, raw_mails, reads, saved_criteria, sessions, tickets, undeliverable,
+    watchers,
 };
 use super::{AnyConnection, Backend, Conn, Store, next_id, write_tx};
 
@@ -241,11 +241,12 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
     diesel::delete(reads::table.filter(reads::email.eq(address))).execute(conn)?;
     diesel::delete(saved_criteria::table.filter(saved_criteria::email.eq(address))).execute(conn)?;
     diesel::delete(undeliverable::table.filter(undeliverable::address.eq(address))).execute(conn)?;
-    diesel::delete(super::schema::rate_events::table.filter(super::schema::rate_events::key.like(&like)))
-        .execute(conn)?;
+    diesel::sql_query("DELETE FROM rate_events WHERE LOWER(key) LIKE $1").bind::<Text, _>(&like).execute(conn)?;
     // Mail to them, and any mail about them (a notification to staff carries their words): an
     // unsent notification about someone forgotten has nothing left to say.
-    diesel::delete(outbox::table.filter(outbox::recipient.eq(address).or(outbox::spec.like(&like)))).execute(conn)?;
+    diesel::sql_query("DELETE FROM outbox WHERE LOWER(recipient) LIKE $1 OR LOWER(spec) LIKE $1")
+        .bind::<Text, _>(&like)
+        .execute(conn)?;
     delete_outbox_data_containing(conn, address)?;
 
     Ok(Forgotten { placeholder, messages: their_ids.len(), raw_mails, tickets })
@@ -299,14 +300,15 @@ fn raw_mails_containing(conn: &mut Conn, needle: &str) -> anyhow::Result<Vec<i64
     Ok(ids.into_iter().map(|i| i.id).collect())
 }
 
-/// Composed outbox mails (rows queued before descriptions existed) that contain `needle`.
+/// Composed outbox mails (rows queued before descriptions existed) that contain `needle`, in
+/// any case.
 fn delete_outbox_data_containing(conn: &mut Conn, needle: &str) -> anyhow::Result<()> {
     let sql = match conn {
         #[cfg(feature = "postgres")]
-        AnyConnection::Postgresql(_) => "DELETE FROM outbox WHERE position($1 in data) > 0",
-        AnyConnection::Sqlite(_) => "DELETE FROM outbox WHERE instr(data, $1) > 0",
+        AnyConnection::Postgresql(_) => "DELETE FROM outbox WHERE position($1 in LOWER(encode(data, 'escape'))) > 0",
+        AnyConnection::Sqlite(_) => "DELETE FROM outbox WHERE instr(LOWER(CAST(data AS TEXT)), $1) > 0",
     };
-    diesel::sql_query(sql).bind::<Binary, _>(needle.as_bytes()).execute(conn)?;
+    diesel::sql_query(sql).bind::<Text, _>(needle.to_lowercase()).execute(conn)?;
     Ok(())
 }
 
