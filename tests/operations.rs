@@ -406,3 +406,27 @@ fn the_daemon_tells_systemd_it_is_ready_then_stopping() {
     assert!(exit.success());
     let _ = HELPDESK;
 }
+
+#[test]
+fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("debian/guichet.service")).unwrap();
+    let has = |line: &str| unit.lines().any(|l| l.trim() == line);
+
+    for line in [
+        "Type=notify",
+        "User=guichet",
+        "StateDirectory=guichet",
+        "LoadCredential=guichet.toml:/etc/guichet/guichet.toml",
+        "Environment=GUICHET_CONFIG=%d/guichet.toml",
+        "ExecStart=/usr/bin/guichet run",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(has(line), "`{line}` missing from debian/guichet.service");
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[package.metadata.deb]") && manifest.contains("maintainer-scripts = \"debian/\""));
+    assert!(root.join("debian/postinst").exists() && root.join("Containerfile").exists());
+}
