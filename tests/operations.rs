@@ -364,6 +364,33 @@ fn retention_drops_raw_mail_of_old_closed_tickets_and_keeps_messages_and_files()
 }
 
 #[test]
+fn retention_of_0_days_drops_raw_mail_once_the_ticket_is_closed() {
+    use diesel::prelude::*;
+    use guichet::store::schema::{raw_mails, tickets};
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "[retention]\nraw_mail_days = 0\n");
+    ingest(&cfg, &mail("a@customer.example", "Fini", "z1@customer.example", "", "merci"));
+    let store = guichet::store::Store::open(&cfg.database_url, 1).unwrap();
+    let now = guichet::store::now();
+    store
+        .write(|c| {
+            diesel::update(tickets::table.find(1i64))
+                .set((tickets::status.eq("closed"), tickets::closed_at.eq(now)))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+
+    let _daemon = cfg.start();
+
+    wait_for(WAIT, "the raw mail dropped", || {
+        let data: Vec<u8> = store.read(|c| Ok(raw_mails::table.select(raw_mails::data).first(c)?)).unwrap();
+        data.is_empty().then_some(())
+    });
+    assert!(cfg.ticket(1).unwrap()["messages"][0]["text"].as_str().unwrap().contains("merci"));
+}
+
+#[test]
 fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour_off_a_terminal() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");

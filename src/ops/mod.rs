@@ -43,15 +43,15 @@ pub struct LogSettings {
 #[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     /// Raw mail of tickets closed this many days ago loses its bytes (messages and files stay);
-    /// 0 keeps raw mail forever.
+    /// 0 as soon as the ticket is closed; absent, raw mail is kept forever.
     #[serde(default)]
-    pub raw_mail_days: u32,
+    pub raw_mail_days: Option<u32>,
 }
 
 /// Checks of the settings above that serde cannot express.
 pub fn validate(settings: &Settings) -> anyhow::Result<()> {
-    if settings.retention.raw_mail_days > 36_500 {
-        anyhow::bail!("configuration: retention.raw_mail_days must be at most 36500 (0 keeps raw mail forever)");
+    if settings.retention.raw_mail_days.is_some_and(|days| days > 36_500) {
+        anyhow::bail!("configuration: retention.raw_mail_days must be at most 36500 (leave it out to keep raw mail)");
     }
     Ok(())
 }
@@ -72,10 +72,10 @@ mod tests {
     fn log_and_retention_default_to_text_and_keeping_everything() {
         let s = load("").unwrap();
         assert_eq!(s.log.format, LogFormat::Text);
-        assert_eq!(s.retention.raw_mail_days, 0);
+        assert_eq!(s.retention.raw_mail_days, None);
         let s = load("[log]\nformat = \"json\"\n[retention]\nraw_mail_days = 90\n").unwrap();
         assert_eq!(s.log.format, LogFormat::Json);
-        assert_eq!(s.retention.raw_mail_days, 90);
+        assert_eq!(s.retention.raw_mail_days, Some(90));
     }
 
     #[test]

@@ -334,14 +334,14 @@ fn keep_files_of(conn: &mut Conn, raw_ids: &[i64]) -> anyhow::Result<()> {
 /// What retention writes in `raw_mails.reason` of a mail whose bytes it dropped.
 pub const RAW_DROPPED: &str = "raw mail dropped by retention";
 
-/// Drops the raw bytes of at most `limit` mails of tickets closed before `cutoff` (the row stays:
+/// Drops the raw bytes of at most `limit` mails of tickets closed at `cutoff` or before (the row stays:
 /// it keeps the mail's key, so that it is never ingested twice). Messages and files stay.
 /// Returns how many it dropped; the caller repeats until 0.
 pub fn drop_old_raw_mail(conn: &mut Conn, cutoff: i64, limit: i64) -> anyhow::Result<usize> {
     let found: Vec<Id> = diesel::sql_query(
         "SELECT r.id AS id FROM raw_mails r JOIN tickets t ON t.number = r.ticket_number \
-         WHERE r.state = 'processed' AND r.reason IS NULL AND r.received_at < $1 \
-         AND t.status = 'closed' AND t.closed_at < $1 ORDER BY r.id LIMIT $2",
+         WHERE r.state = 'processed' AND r.reason IS NULL AND r.received_at <= $1 \
+         AND t.status = 'closed' AND t.closed_at <= $1 ORDER BY r.id LIMIT $2",
     )
     .bind::<BigInt, _>(cutoff)
     .bind::<BigInt, _>(limit)
