@@ -174,6 +174,10 @@ fn healthz_answers_503_when_the_database_does_not() {
         assert_eq!(status, 503, "an unreadable file: {body}");
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert_eq!(http_get(cfg.web_port, "/healthz").0, 200, "readable again");
+        let dir = db.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(http_get(cfg.web_port, "/healthz").0, 503, "a closed directory");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::rename(&db, db.with_extension("moved")).unwrap();
     }
 

@@ -118,14 +118,21 @@ fn ping_sqlite_file(path: &std::path::Path) -> anyhow::Result<()> {
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    // root opens any file whatever its mode; a file its owner may not read and write is broken
-    // all the same (the service's own user could not open it).
+    // root opens any file whatever its mode; a file its owner may not read and write, or a
+    // directory where its owner may not create the log beside it, is broken all the same (the
+    // service's own user could not open it).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = file.metadata()?.permissions().mode();
         if mode & 0o600 != 0o600 {
             bail!("{} is not readable and writable by its owner (mode {:o})", path.display(), mode & 0o777);
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let mode =
+            std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            bail!("{} is not open to its owner (mode {:o})", dir.display(), mode & 0o777);
         }
     }
     let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
