@@ -8,6 +8,7 @@ pub mod desk;
 pub mod domain;
 pub mod ingest;
 pub mod notify;
+pub mod ops;
 pub mod parse;
 pub mod run;
 pub mod store;

@@ -31,6 +31,10 @@ pub struct Settings {
     pub companies: Vec<Company>,
     #[serde(default)]
     pub timers: Timers,
+    #[serde(default)]
+    pub log: crate::ops::LogSettings,
+    #[serde(default)]
+    pub retention: crate::ops::RetentionSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -460,6 +464,7 @@ impl Settings {
         if self.web.max_connections == 0 {
             bail!("configuration: web.max_connections must be positive");
         }
+        crate::ops::validate(self)?;
         Ok(())
     }
 

@@ -66,7 +66,8 @@ pub fn router(app: App) -> Router {
     // Every route but the three that take files reads 16 KB at most: a larger Content-Length is
     // refused (413) before the handler runs, and a body that grows past it is cut.
     let without_files = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(crate::ops::health::healthz_public))
+        .route("/readyz", get(crate::ops::health::readyz_public))
         .route("/static/{file}", get(assets::serve))
         .route("/login", get(login::form).post(login::request_link))
         .route("/login/{token}", get(login::confirm_page).post(login::confirm))
@@ -132,21 +133,22 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: Shutdo
     Ok(())
 }
 
-/// Serves `/metrics` (and `/healthz`) on the metrics listener, never on the public one.
+/// Serves `/metrics` (and `/healthz`, `/readyz`) on the metrics listener, never on the public one.
 pub async fn serve_metrics(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::telemetry::metrics_handle();
     let router = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(crate::ops::health::healthz_operator))
+        .route("/readyz", get(crate::ops::health::readyz_operator))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(app);
     server::serve(router, listener, 64, shutdown).await;
     Ok(())
 }
 
-/// Prometheus text; the outbox gauges are read from the database at each scrape.
+/// Prometheus text; the outbox and mailbox gauges are read from the database at each scrape.
 async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
-    let status = app.store.run(|s| s.read(|c| crate::store::outbox::status(c, crate::store::now()))).await?;
+    let status = app.store.run(|s| s.read(crate::ops::health::scrape)).await?;
     metrics::gauge!("guichet_outbox_pending").set(status.pending as f64);
     metrics::gauge!("guichet_outbox_retrying").set(status.retrying as f64);
     metrics::gauge!("guichet_outbox_failed").set(status.failed as f64);
