@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
@@ -60,6 +60,10 @@ pub struct Helpdesk {
     /// (name in any case, value starting so, in any case) goes to quarantine with reason `spam`.
     #[serde(default = "default_spam_headers")]
     pub spam_headers: Vec<String>,
+    /// Subject prefixes, without their colon, that mark a forward besides the built-in ones of
+    /// every language (`Fwd`, `TR`, `WG`, `RV`, `I`, `Doorst`, `PD`…).
+    #[serde(default)]
+    pub forward_prefixes: Vec<String>,
 }
 
 fn default_spam_headers() -> Vec<String> {
@@ -328,6 +332,12 @@ impl Settings {
                 bail!("configuration: helpdesk.spam_headers entry `{rule}` must read `Header-Name: value`");
             }
         }
+        for prefix in &h.forward_prefixes {
+            // A prefix is matched before its colon: one inside it could never match.
+            if prefix.trim().is_empty() || prefix.contains([':', '：']) {
+                bail!("configuration: helpdesk.forward_prefixes entry `{prefix}` must be a word without its colon");
+            }
+        }
         if h.max_attachment_bytes == 0 {
             bail!("configuration: helpdesk.max_attachment_bytes must be positive");
         }
@@ -389,6 +399,10 @@ impl Settings {
         SubjectToken::new(&self.helpdesk.subject_tag, &self.helpdesk.legacy_subject_tags)
     }
 
+    pub fn forward_prefixes(&self) -> ForwardPrefixes {
+        ForwardPrefixes::new(&self.helpdesk.forward_prefixes)
+    }
+
     /// Our own addresses: the helpdesk, its aliases and every mailbox's login when it is an address.
     pub fn our_addresses(&self) -> Vec<EmailAddress> {
         let mut ours = vec![self.helpdesk_address()];
@@ -434,7 +448,7 @@ fn is_loopback(host: &str) -> bool {
 /// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
 fn env_value(path: &str, value: &str) -> config::Value {
     const LISTS: &[&str] =
-        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
+        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases", "helpdesk.forward_prefixes"];
     if LISTS.contains(&path) {
         let items: Vec<config::Value> = value
             .split(',')

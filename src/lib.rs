@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod desk;
 pub mod domain;
+pub mod languages;
 pub mod ingest;
 pub mod notify;
 pub mod parse;

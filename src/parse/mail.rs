@@ -1,6 +1,6 @@
 use super::classify::{AutoSignals, auto_kind, parse_auth_results};
 use super::{AutoKind, InboundMail, Mailbox, ParseError, attachments, dsn, forward, quotes};
-use crate::domain::{EmailAddress, is_forward_subject};
+use crate::domain::{EmailAddress, ForwardPrefixes};
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// `In-Reply-To` + `References` entries kept; threading needs the last few, not a hostile thousand.
@@ -15,8 +15,13 @@ const MAX_SUBJECT_CHARS: usize = 998;
 const HEADER_SNIFF_BYTES: usize = 64 * 1024;
 
 /// Parses raw RFC 5322 bytes. `max_attachment_bytes` is not applied here (the store decides);
-/// all attachments are returned decoded.
+/// all attachments are returned decoded. Forwards are known by the built-in subject prefixes.
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
+    parse_with(raw, ForwardPrefixes::built_in())
+}
+
+/// [`parse`], forwards known by `forward_prefixes` (the desk's, configuration included).
+pub fn parse_with(raw: &[u8], forward_prefixes: &ForwardPrefixes) -> Result<InboundMail, ParseError> {
     check_header_block(raw)?;
     let (message, headers_only) = match std::panic::catch_unwind(|| MessageParser::default().parse(raw)) {
         Ok(message) => (message, false),
@@ -40,7 +45,8 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     let dsn = dsn::delivery_report(&message, is_system_sender(&from.address));
     let auto = if dsn.is_some() { AutoKind::Bulk } else { auto_kind_of(&message, &from, &subject, empty_return_path) };
 
-    let forwarded_from = is_forward_subject(&subject)
+    let forwarded_from = forward_prefixes
+        .is_forward(&subject)
         .then(|| forward::forwarded_sender(&text).or_else(|| attached_original_sender(&message)))
         .flatten();
     let new_text = match quotes::new_text(&text) {

@@ -24,7 +24,7 @@ mod mail;
 pub mod quotes;
 
 pub use attachments::{decode_span, sanitize_file_name};
-pub use mail::parse;
+pub use mail::{parse, parse_with};
 
 use crate::domain::EmailAddress;
 

@@ -5,11 +5,25 @@
 //! signature line ends the new text; a `>` quote block left at its end belongs to the history too.
 //! Quote lines between new lines (inline answers) stay in the new text.
 
+use crate::languages;
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// How many lines below a `From:` / `De :` line the rest of an Outlook header block may start.
-const HEADER_BLOCK_SPAN: usize = 6;
+/// How many lines a client's header block spans at most (`From`, `Sent`, `To`, `Cc`, `Subject`
+/// and a wrapped recipient list).
+const HEADER_BLOCK_SPAN: usize = 8;
+/// Longest line looked at as an attribution (bytes): long wrapped prose never is one.
+const MAX_ATTRIBUTION_BYTES: usize = 1200;
+/// Longest mobile signature line ("Sent from my iPhone"; "Envoyé depuis mon appareil Galaxy").
+const MAX_SIGNATURE_BYTES: usize = 120;
+
+/// Where the history starts: a line, and a byte offset in it when the attribution shares its
+/// line with the end of the reply ("Thanks! On Mon, … wrote:").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cut {
+    line: usize,
+    col: usize,
+}
 
 /// Returns the new text of `text` (quoted history, reply headers and signature removed), trimmed.
 pub fn new_text(text: &str) -> String {
@@ -20,24 +34,35 @@ pub fn new_text(text: &str) -> String {
 /// trimmed. The web page shows the new text and folds the rest.
 pub fn split(text: &str) -> (String, String) {
     let lines: Vec<&str> = text.lines().collect();
-    let cut = first_history_line(&lines, 0).unwrap_or(lines.len());
-    let new_end = without_trailing_quotes(&lines, 0, cut);
-    if lines[..new_end].iter().all(|l| l.trim().is_empty())
-        && let Some(bottom_posted) = answer_below_attribution(&lines, cut)
-    {
-        return bottom_posted;
+    match first_history(&lines, 0) {
+        Some(Cut { line, col }) if col > 0 => {
+            // The reply's last words share the attribution's line: both halves keep their part.
+            let (head, tail) = lines[line].split_at(col);
+            let new = lines[..line].iter().copied().chain([head]).collect::<Vec<_>>();
+            let rest = [tail].into_iter().chain(lines[line + 1..].iter().copied()).collect::<Vec<_>>();
+            (join(&new), join(&rest))
+        }
+        cut => {
+            let cut = cut.map_or(lines.len(), |c| c.line);
+            let new_end = without_trailing_quotes(&lines, 0, cut);
+            if lines[..new_end].iter().all(|l| l.trim().is_empty())
+                && let Some(bottom_posted) = answer_below_attribution(&lines, cut)
+            {
+                return bottom_posted;
+            }
+            (join(&lines[..new_end]), join(&lines[new_end..]))
+        }
     }
-    (join(&lines[..new_end]), join(&lines[new_end..]))
 }
 
 /// Bottom-posting: nothing above `On … wrote:`, the quote, then the answer below it (possibly
 /// quote and answer in turns). The answer is the new text, its quotes kept as context.
 fn answer_below_attribution(lines: &[&str], at: usize) -> Option<(String, String)> {
-    let start = at + attribution_len(lines, at)?;
+    let start = at + attribution_at(lines, at).filter(|a| a.col == 0)?.lines;
     if !next_non_empty(lines, start).is_some_and(|j| is_quote_line(lines[j])) {
         return None;
     }
-    let end = first_history_line(lines, start).unwrap_or(lines.len());
+    let end = first_history(lines, start).map_or(lines.len(), |c| c.line);
     let answer_end = without_trailing_quotes(lines, start, end);
     let answer = &lines[start..answer_end];
     if !answer.iter().any(|l| !l.trim().is_empty() && !is_quote_line(l)) {
@@ -60,58 +85,78 @@ fn join(lines: &[&str]) -> String {
     lines.join("\n").trim().to_string()
 }
 
-/// Index of the first line from `from` on that starts the history or the signature.
-fn first_history_line(lines: &[&str], from: usize) -> Option<usize> {
-    (from..lines.len()).find(|&i| is_signature_line(lines[i]) || starts_reply_header(lines, i))
+/// The first place from line `from` on that starts the history or the signature.
+fn first_history(lines: &[&str], from: usize) -> Option<Cut> {
+    (from..lines.len()).find_map(|i| {
+        if is_signature_line(lines, i) {
+            return Some(Cut { line: i, col: 0 });
+        }
+        let col = reply_header_at(lines, i)?;
+        Some(Cut { line: i, col })
+    })
 }
 
 fn is_quote_line(line: &str) -> bool {
     line.trim_start().starts_with('>')
 }
 
-/// The `-- ` delimiter (RFC 3676 §4.3, often stripped to `--`) or a mobile client's signature.
-fn is_signature_line(line: &str) -> bool {
+/// The `-- ` delimiter (RFC 3676 §4.3, often stripped to `--`) anywhere; a mobile app's or
+/// webmail's one-line signature only where nothing but history or more signature follows it
+/// (a sentence may start "Sent from my…" too).
+fn is_signature_line(lines: &[&str], i: usize) -> bool {
+    let line = lines[i].trim_end_matches('\r');
+    if line == "-- " || line == "--" {
+        return true;
+    }
+    is_mobile_signature(line)
+        && (i + 1..lines.len()).find(|&j| !lines[j].trim().is_empty()).is_none_or(|j| {
+            is_quote_line(lines[j]) || reply_header_at(lines, j).is_some() || is_signature_line(lines, j)
+        })
+}
+
+/// "Sent from my iPhone", "Von meinem iPhone gesendet", "Get Outlook for Android"… in every
+/// language of the table.
+fn is_mobile_signature(line: &str) -> bool {
     static MOBILE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r"(?i)^(?:envoyé (?:de|depuis) (?:mon|ma|outlook|yahoo)|envoyé à partir de (?:mon|outlook|courrier)|sent from (?:my|outlook|mail for|yahoo|samsung)|get outlook for|obtenir outlook pour|télécharger outlook pour|provenance : courrier pour)\b.{0,60}$",
-        )
-        .expect("mobile signature regex")
-    });
-    let line = line.trim_end_matches('\r');
-    line == "-- " || line == "--" || starts_with_one_of(line.trim(), "esgotp") && MOBILE.is_match(line.trim())
-}
-
-/// Whether `line` starts with one of `letters` (ASCII, any case): a cheap test that spares most
-/// lines of prose the regexes below, run on every line of every mail.
-fn starts_with_one_of(line: &str, letters: &str) -> bool {
-    line.bytes().next().is_some_and(|b| letters.as_bytes().contains(&b.to_ascii_lowercase()))
-}
-
-/// "Le … a écrit :", "On … wrote:", "Am … schrieb …:" on one line. A date is always in it, so a
-/// digit is required: it keeps ordinary sentences ending in "wrote:" out.
-fn is_attribution(line: &str) -> bool {
-    static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r"(?i)^(?:(?:le|on|el|il|op)\s.*\d.*\b(?:a\s+écrit|wrote|escribió|ha\s+scritto|schreef)|am\s.*\d.*\bschrieb\b.*)\s*:$",
-        )
-        .expect("attribution regex")
-    });
-    line.ends_with(':')
-        && starts_with_one_of(line, "loeia")
-        && line.chars().count() <= 400
-        && ATTRIBUTION.is_match(line)
-}
-
-/// Separator lines that open a quoted or forwarded original on their own.
-pub(super) fn is_original_separator(line: &str) -> bool {
-    static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r"(?i)^(?:-{2,}\s*(?:original message|message d['’]origine|mail original|message original|ursprüngliche nachricht|forwarded message|message transféré|weitergeleitete nachricht)\s*-{2,}|begin forwarded message\s*:|début du message (?:réexpédié|transféré)\s*:)$",
-        )
-        .expect("separator regex")
+        let phrases = languages::literal_alternation(languages::all(|l| l.signatures));
+        Regex::new(&format!(r"(?i)^{phrases}\b")).expect("mobile signature regex")
     });
     let line = line.trim();
-    starts_with_one_of(line, "-bd") && SEPARATOR.is_match(line)
+    line.len() <= MAX_SIGNATURE_BYTES && !line.ends_with(':') && MOBILE.is_match(line)
+}
+
+/// Byte offset where an attribution ("Le … a écrit :", "On … wrote:", "Am … schrieb …:", …)
+/// starts in `line`, when the line ends with one: at its start (after blanks) or after the end of
+/// a sentence. A date is always in it, so every pattern asks for a digit: that keeps ordinary
+/// sentences ending in "wrote:" out.
+fn attribution_start(line: &str) -> Option<usize> {
+    static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
+        let rows: Vec<String> = languages::all(|l| l.attributions).map(|p| format!("(?:{p})")).collect();
+        Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+)((?:{}))\s*[:：]$", rows.join("|"))).expect("attribution regex")
+    });
+    let line = line.trim_end();
+    if !(line.ends_with(':') || line.ends_with('：'))
+        || line.len() > MAX_ATTRIBUTION_BYTES
+        || !line.bytes().any(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let start = ATTRIBUTION.captures(line)?.get(1)?.start();
+    // Leading blanks belong to the attribution (Yahoo indents it).
+    Some(if line[..start].trim().is_empty() { 0 } else { start })
+}
+
+/// Separator lines that open a quoted or forwarded original on their own: the words of any
+/// language between dashes ("-----Original Message-----", "---------- Message transféré
+/// ---------"), or an introduction ("Begin forwarded message:").
+pub(super) fn is_original_separator(line: &str) -> bool {
+    static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
+        let words = languages::literal_alternation(languages::all(|l| l.separators));
+        let intros = languages::literal_alternation(languages::all(|l| l.forward_intros));
+        Regex::new(&format!(r"(?i)^(?:[-=]{{2,}}\s*{words}\s*[-=]{{2,}}|{intros}\s*[:：])$")).expect("separator regex")
+    });
+    let line = line.trim();
+    (line.starts_with(['-', '=']) || line.ends_with([':', '：'])) && SEPARATOR.is_match(line)
 }
 
 /// Outlook's `________________________________` line (it precedes the header block).
@@ -120,58 +165,117 @@ pub(super) fn is_underscore_rule(line: &str) -> bool {
     line.len() >= 20 && line.chars().all(|c| c == '_')
 }
 
-/// The value of a `From:` / `De :` / `Von:` line (bold markers from HTML conversions tolerated).
-pub(super) fn from_line_value(line: &str) -> Option<&str> {
-    static FROM: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^\*{0,2}(?:from|de|von)\*{0,2}\s*:\s*\*{0,2}\s*(\S.*)$").expect("from line regex")
+/// The role of a header-block field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    From,
+    Date,
+    To,
+    Subject,
+}
+
+/// A header-block field line of any language: its role and value (`From: x`, `De : x`,
+/// `**Von:** x` from an HTML conversion, `差出人: x`).
+fn field(line: &str) -> Option<(Field, &str)> {
+    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
+        let names = |f: fn(&languages::Language) -> &'static [&'static str]| {
+            languages::literal_alternation(languages::all(f))
+        };
+        Regex::new(&format!(
+            r"(?i)^\*{{0,2}}(?:(?P<from>{})|(?P<date>{})|(?P<to>{})|(?P<subject>{}))\*{{0,2}}\s*[:：]\s*\*{{0,2}}\s*(?P<value>.*)$",
+            names(|l| l.from),
+            names(|l| l.date),
+            names(|l| l.to),
+            names(|l| l.subject)
+        ))
+        .expect("header field regex")
     });
     let line = line.trim();
-    if !starts_with_one_of(line, "*fdv") {
+    // Field names are short: most lines of prose have no colon near their start.
+    let head = &line.as_bytes()[..line.len().min(48)];
+    if !head.contains(&b':') && !head.windows(3).any(|w| w == "：".as_bytes()) {
         return None;
     }
-    FROM.captures(line).and_then(|c| c.get(1)).map(|m| m.as_str().trim_end())
+    let captures = FIELD.captures(line)?;
+    let role = [("from", Field::From), ("date", Field::Date), ("to", Field::To), ("subject", Field::Subject)]
+        .into_iter()
+        .find_map(|(name, role)| captures.name(name).map(|_| role))?;
+    Some((role, captures.name("value").map_or("", |m| m.as_str().trim_end())))
 }
 
-/// Lines that follow `From:` in a client's header block.
-fn is_header_block_line(line: &str) -> bool {
-    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^\*{0,2}(?:sent|envoyé|date|subject|objet|gesendet|betreff|datum)\*{0,2}\s*:")
-            .expect("header field regex")
-    });
-    FIELD.is_match(line.trim())
+/// The value of a `From:` / `De :` / `Von:` / `От:` line.
+pub(super) fn from_line_value(line: &str) -> Option<&str> {
+    field(line).filter(|(role, value)| *role == Field::From && !value.is_empty()).map(|(_, value)| value)
 }
 
-/// `From: …` / `De : …` followed within a few lines by `Sent:`/`Envoyé :`/`Date:`/`Subject:`/`Objet :`.
+/// The `From` value of the header block starting at line `i`: consecutive field lines (a wrapped
+/// recipient list tolerated) holding a `From` and a date or a subject. Outlook starts with `From`,
+/// GMX with `Gesendet`, Thunderbird's forward with `Subject`.
+pub(super) fn header_block_from<'a>(lines: &[&'a str], i: usize) -> Option<&'a str> {
+    field(lines[i])?;
+    let mut from = None;
+    let (mut dated, mut fields, mut strays) = (false, 0, 0);
+    for line in lines.iter().skip(i).take(HEADER_BLOCK_SPAN) {
+        match field(line) {
+            Some((Field::From, value)) => from = from.or(Some(value)),
+            Some((Field::Date | Field::Subject, _)) => dated = true,
+            Some((Field::To, _)) => {}
+            None if line.trim().is_empty() || strays == 1 => break,
+            None => {
+                strays += 1;
+                continue;
+            }
+        }
+        fields += 1;
+    }
+    (fields >= 2 && dated).then_some(from).flatten()
+}
+
+/// True when line `i` opens a header block (see [`header_block_from`]).
 pub(super) fn starts_header_block(lines: &[&str], i: usize) -> bool {
-    from_line_value(lines[i]).is_some()
-        && lines.iter().skip(i + 1).take(HEADER_BLOCK_SPAN).any(|line| is_header_block_line(line))
+    header_block_from(lines, i).is_some()
 }
 
-/// True when line `i` opens the quoted history: an attribution (possibly wrapped over two lines),
-/// a separator, or an Outlook header block (possibly under its underscore rule).
-fn starts_reply_header(lines: &[&str], i: usize) -> bool {
+/// Where the quoted history opens in line `i`, if it does: an attribution (possibly wrapped over
+/// two lines, possibly after the reply's last words), a separator, or a header block (possibly
+/// under its underscore rule).
+fn reply_header_at(lines: &[&str], i: usize) -> Option<usize> {
     let line = lines[i].trim();
     if line.is_empty() || is_quote_line(line) {
-        return false;
-    }
-    attribution_len(lines, i).is_some()
-        || is_original_separator(line)
-        || starts_header_block(lines, i)
-        || is_underscore_rule(line) && next_non_empty(lines, i + 1).is_some_and(|j| starts_header_block(lines, j))
-}
-
-/// How many lines the attribution starting at line `i` takes: clients wrap long ones in two.
-fn attribution_len(lines: &[&str], i: usize) -> Option<usize> {
-    let line = lines.get(i)?.trim();
-    if line.is_empty() || is_quote_line(line) {
         return None;
     }
-    if is_attribution(line) {
-        return Some(1);
+    if let Some(attribution) = attribution_at(lines, i) {
+        return Some(attribution.col);
+    }
+    let opens = is_original_separator(line)
+        || starts_header_block(lines, i)
+        || is_underscore_rule(line) && next_non_empty(lines, i + 1).is_some_and(|j| starts_header_block(lines, j));
+    opens.then_some(0)
+}
+
+/// An attribution found at line `i`: how many lines it takes and where it starts in the first.
+struct Attribution {
+    lines: usize,
+    col: usize,
+}
+
+/// The attribution starting at line `i`: clients wrap long ones in two.
+fn attribution_at(lines: &[&str], i: usize) -> Option<Attribution> {
+    let line = lines.get(i)?.trim_end();
+    if line.trim().is_empty() || is_quote_line(line) {
+        return None;
+    }
+    if let Some(col) = attribution_start(line) {
+        return Some(Attribution { lines: 1, col });
     }
     let next = lines.get(i + 1)?.trim();
     // The wrapped attribution ends with the next line's colon: only then is the join worth making.
-    (next.ends_with(':') && is_attribution(&format!("{line} {next}"))).then_some(2)
+    if !(next.ends_with(':') || next.ends_with('：')) || is_quote_line(next) {
+        return None;
+    }
+    let col = attribution_start(&format!("{line} {next}"))?;
+    // An attribution starting on the next line is that line's own.
+    (col < line.len()).then_some(Attribution { lines: 2, col })
 }
 
 pub(super) fn next_non_empty(lines: &[&str], from: usize) -> Option<usize> {
@@ -192,10 +296,10 @@ mod tests {
             "On 3 Jun 2024, at 10:12, Marie <marie@example.com> wrote:",
             "Am 03.06.2024 um 10:12 schrieb Marie Dupont <marie@example.de>:",
         ] {
-            assert!(is_attribution(header), "{header}");
+            assert_eq!(attribution_start(header), Some(0), "{header}");
         }
-        assert!(!is_attribution("On the phone, Paul wrote:"));
-        assert!(!is_attribution("Le technicien a écrit :"));
+        assert_eq!(attribution_start("On the phone, Paul wrote:"), None);
+        assert_eq!(attribution_start("Le technicien a écrit :"), None);
     }
 
     #[test]
