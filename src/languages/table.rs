@@ -58,7 +58,7 @@ const FR: Language = Language {
 const DE: Language = Language {
     code: "de",
     // Gmail, Apple and Thunderbird put the verb in the middle; Open-Xchange (Web.de) names first.
-    attributions: &[r"am\s.*\d.*\bschrieb\b.*", r".*\bhat\s+am\s.*\d.*\bgeschrieben"],
+    attributions: &[r"am\s.*\d.*\b(?:schrieb\b.*|hat\b.*\bgeschrieben)", r".*\bhat\s+am\s.*\d.*\bgeschrieben"],
     from: &["Von"],
     date: &["Gesendet", "Datum"],
     to: &["An", "Cc", "Kopie"],
@@ -93,7 +93,7 @@ const IT: Language = Language {
     subject: &["Oggetto"],
     separators: &["Messaggio originale", "Messaggio inoltrato"],
     forward_intros: &["Inizio messaggio inoltrato"],
-    signatures: &["Inviato da", "Scarica Outlook per", "Ottieni Outlook per"],
+    signatures: &["Inviato dal mio", "Inviato da", "Scarica Outlook per", "Ottieni Outlook per"],
     reply_prefixes: &["R", "RIF"],
     forward_prefixes: &["I", "Inoltra"],
 };
@@ -129,8 +129,8 @@ const NL: Language = Language {
 const PL: Language = Language {
     code: "pl",
     attributions: &[
-        r"w\s+dniu\s.*\d.*\b(?:pisze|napisał(?:\(a\)|a)?)",
-        r".*\d.*\bnapisał(?:\(a\)|a)?",
+        r"w\s+dniu\s.*\d.*\b(?:pisze|napisał(?:\(-?a\)|a)?)",
+        r".*\d.*\bnapisał(?:\(-?a\)|a)?",
         r"wiadomość\s+napisana\s+przez\s.*\d.*",
     ],
     from: &["Od"],
@@ -204,7 +204,7 @@ const FI: Language = Language {
 const RU: Language = Language {
     code: "ru",
     attributions: &[
-        r".*\d.*\b(?:написал(?:\(а\)|а)?|пишет)",
+        r".*\d.*\b(?:написал(?:\(-?а\)|а)?|пишет)",
         // Gmail names no verb: "пн, 3 июн. 2024 г. в 10:12, Marie <m@x>".
         r"(?:пн|вт|ср|чт|пт|сб|вс),\s+\d.*\d{4}\s*г\..*\d{1,2}:\d{2},\s.+",
     ],
@@ -233,7 +233,7 @@ const JA: Language = Language {
     subject: &["件名"],
     separators: &["元のメッセージ", "転送されたメッセージ", "転送メッセージ"],
     forward_intros: &["転送されたメッセージ"],
-    signatures: &["iPhoneから送信", "Android の Outlook", "Outlook for"],
+    signatures: &["iPhoneから送信", "Galaxy から送信", "Android の Outlook", "Outlook for"],
     reply_prefixes: &["返信"],
     forward_prefixes: &["転送"],
 };
@@ -275,7 +275,7 @@ const TR: Language = Language {
     subject: &["Konu"],
     separators: &["Özgün İleti", "Orijinal Mesaj", "Yönlendirilmiş ileti", "İletilmiş Mesaj"],
     forward_intros: &["İletilen ileti başlangıcı"],
-    signatures: &["iPhone'umdan gönderildi", "iPhone’umdan gönderildi"],
+    signatures: &["iPhone'umdan gönderildi", "iPhone’umdan gönderildi", "Samsung Galaxy cihazımdan"],
     reply_prefixes: &["YNT"],
     forward_prefixes: &["İLT", "ILT"],
 };

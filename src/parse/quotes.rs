@@ -119,7 +119,9 @@ fn is_signature_line(lines: &[&str], i: usize) -> bool {
 fn is_mobile_signature(line: &str) -> bool {
     static MOBILE: LazyLock<Regex> = LazyLock::new(|| {
         let phrases = languages::literal_alternation(languages::all(|l| l.signatures));
-        Regex::new(&format!(r"(?i)^{phrases}\b")).expect("mobile signature regex")
+        // No word boundary after the phrase: "从我的" runs into "Galaxy"; the placement rule of
+        // `is_signature_line` keeps prose out.
+        Regex::new(&format!(r"(?i)^{phrases}")).expect("mobile signature regex")
     });
     let line = line.trim();
     line.len() <= MAX_SIGNATURE_BYTES && !line.ends_with(':') && MOBILE.is_match(line)
@@ -142,8 +144,26 @@ fn attribution_start(line: &str) -> Option<usize> {
         return None;
     }
     let start = ATTRIBUTION.captures(line)?.get(1)?.start();
-    // Leading blanks belong to the attribution (Yahoo indents it).
-    Some(if line[..start].trim().is_empty() { 0 } else { start })
+    if !line[..start].trim().is_empty() {
+        return Some(start);
+    }
+    // Patterns that open on the date match from the line's start: a sentence ending before the
+    // date ("Kiitos! ma 3.6.2024 klo 10.12 … kirjoitti:") is the reply's, not the attribution's.
+    Some(
+        sentence_end_before_date(line)
+            .filter(|&end| ATTRIBUTION.captures(&line[end..]).and_then(|c| c.get(1)).is_some_and(|m| m.start() == 0))
+            .unwrap_or(0),
+    )
+}
+
+/// Byte offset just past the first sentence end (`!`, `?`, `…`, CJK stops, or `.` after a word
+/// of four letters or more: "lun." and "man." are abbreviations) before the line's first digit.
+fn sentence_end_before_date(line: &str) -> Option<usize> {
+    static SENTENCE_END: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\S(?:[!?…]\s+|[。！？]\s*|\p{L}{4}\.\s+)").expect("sentence end regex"));
+    let first_digit = line.find(|c: char| c.is_ascii_digit())?;
+    let end = SENTENCE_END.find(&line[..first_digit])?.end();
+    (end < first_digit && !line[..end].trim().is_empty()).then_some(end)
 }
 
 /// Separator lines that open a quoted or forwarded original on their own: the words of any
@@ -269,8 +289,9 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<Attribution> {
         return Some(Attribution { lines: 1, col });
     }
     let next = lines.get(i + 1)?.trim();
-    // The wrapped attribution ends with the next line's colon: only then is the join worth making.
-    if !(next.ends_with(':') || next.ends_with('：')) || is_quote_line(next) {
+    // The wrapped attribution ends with the next line's colon: only then is the join worth making;
+    // and a next line that is an attribution on its own is not the end of this one.
+    if !(next.ends_with(':') || next.ends_with('：')) || is_quote_line(next) || attribution_start(next).is_some() {
         return None;
     }
     let col = attribution_start(&format!("{line} {next}"))?;
