@@ -33,7 +33,7 @@ pub fn parse_with(raw: &[u8], forward_prefixes: &ForwardPrefixes) -> Result<Inbo
     let from = message.from().and_then(|a| mailboxes(a, 1).into_iter().next()).ok_or(ParseError::NoSender)?;
 
     let subject = clean_subject(message.subject().unwrap_or(""));
-    let text = if headers_only { raw_body_text(raw) } else { body_text(&message, raw) };
+    let (text, history_hint) = if headers_only { (raw_body_text(raw), None) } else { body_text(&message, raw) };
     let html = message.html_bodies().find_map(|part| match &part.body {
         PartType::Html(html) => Some(html.replace('\0', "")),
         _ => None,
@@ -49,7 +49,7 @@ pub fn parse_with(raw: &[u8], forward_prefixes: &ForwardPrefixes) -> Result<Inbo
         .is_forward(&subject)
         .then(|| forward::forwarded_sender(&text).or_else(|| attached_original_sender(&message)))
         .flatten();
-    let new_text = match quotes::new_text(&text) {
+    let new_text = match quotes::split_with_hint(&text, history_hint).0 {
         // A bare forward has no new text of its own: the forwarded mail is the request.
         new if new.is_empty() && forwarded_from.is_some() => text.trim().to_string(),
         new => new,
@@ -268,25 +268,31 @@ fn attached_original_sender(message: &Message<'_>) -> Option<Mailbox> {
 }
 
 /// The whole text body as UTF-8: every text part of the body in order (HTML-only mail gives its
-/// text rendering), with line ends normalised to `\n` and control characters other than tab removed.
-fn body_text(message: &Message<'_>, raw: &[u8]) -> String {
+/// text rendering), with line ends normalised to `\n` and control characters other than tab removed;
+/// and, for a body rendered from HTML, the line where its quoted-history container starts.
+fn body_text(message: &Message<'_>, raw: &[u8]) -> (String, Option<usize>) {
     let mut text = String::new();
+    let mut history_hint = None;
     for &id in &message.text_body {
         let Some(part) = message.parts.get(id as usize) else { continue };
-        let piece = match &part.body {
-            PartType::Text(decoded) => super::charset::repair(part, decoded, raw),
-            PartType::Html(html) => super::html::html_to_text(html),
+        let (piece, hint) = match &part.body {
+            PartType::Text(decoded) => (super::charset::repair(part, decoded, raw), None),
+            PartType::Html(html) => super::html::html_to_text_with_history(html),
             _ => continue,
         };
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
+        }
+        if history_hint.is_none() {
+            history_hint = hint.map(|line| line + text.matches('\n').count());
         }
         text.push_str(&piece);
     }
     if message.text_body.is_empty() && message.html_body.is_empty() {
         text = broken_multipart_text(message).unwrap_or(text);
     }
-    clean_text(&text)
+    // Cleaning keeps the lines: `\r` alone becomes a line end only in text parts, never rendered HTML.
+    (clean_text(&text), history_hint)
 }
 
 /// Everything after the header block, as text.

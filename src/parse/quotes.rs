@@ -33,8 +33,23 @@ pub fn new_text(text: &str) -> String {
 /// Splits `text` into its new text and the rest (reply header, quoted history, signature), both
 /// trimmed. The web page shows the new text and folds the rest.
 pub fn split(text: &str) -> (String, String) {
+    split_with_hint(text, None)
+}
+
+/// [`split`], with the line where an HTML body marked its quoted history (`gmail_quote`,
+/// `divRplyFwdMsg`…): the cut when no reply header of a known language is found.
+pub fn split_with_hint(text: &str, history_line: Option<usize>) -> (String, String) {
     let lines: Vec<&str> = text.lines().collect();
-    match first_history(&lines, 0) {
+    // Only a top-posted reply (text above the container) is cut at the mark: below or between
+    // quotes the text rules keep the answers.
+    let hinted = history_line
+        .filter(|&line| line < lines.len() && lines[..line].iter().any(|l| !l.trim().is_empty()))
+        .map(|line| Cut { line, col: 0 });
+    let cut = match (first_history(&lines, 0), hinted) {
+        (Some(found), Some(hint)) if hint.line < found.line => Some(hint),
+        (found, hint) => found.or(hint),
+    };
+    match cut {
         Some(Cut { line, col }) if col > 0 => {
             // The reply's last words share the attribution's line: both halves keep their part.
             let (head, tail) = lines[line].split_at(col);
@@ -385,6 +400,34 @@ mod tests {
             )
         );
         assert_eq!(new_text("On Mon, 3 Jun 2024, Support <s@example.com> wrote:\n> only a quote\n"), "");
+    }
+
+    #[test]
+    fn an_html_history_mark_cuts_only_a_top_posted_reply() {
+        let text = "Ok\n2024년 6월 3일 X 작성:\n> Hi";
+        assert_eq!(new_text(text), "Ok\n2024년 6월 3일 X 작성:");
+        assert_eq!(split_with_hint(text, Some(1)).0, "Ok");
+        // Answers between quotes (nothing above the mark) are the text rules' to read.
+        assert_eq!(split_with_hint("> q\nanswer\n> q2\nanswer 2", Some(0)).0, "> q\nanswer\n> q2\nanswer 2");
+    }
+
+    #[test]
+    fn localised_headers_and_signatures_are_reply_headers() {
+        for text in [
+            "Danke!\n\nAm Mo., 3. Juni 2024 um 10:12 Uhr schrieb Anna <a@example.de>:\n> Hallo",
+            "Grazie\nIl giorno lun 3 giu 2024 alle ore 10:12 Marco <m@example.it> ha scritto:\n> Ciao",
+            "Tack!\n\nFrån: Erik <e@example.se>\nSkickat: den 3 juni 2024 10:12\nTill: Elin\nÄmne: Skrivare",
+            "Tak!\n\nGesendet: Montag, 03. Juni 2024 um 10:12 Uhr\nVon: \"Anna\" <a@example.de>\nAn: x@example.com",
+            "Спасибо!\n\n-----Исходное сообщение-----\nОт: Иван",
+            "谢谢！\n\n发自我的iPhone\n\n> 在 2024/6/3 10:12, 李伟 写道:",
+            "Kiitos! ma 3.6.2024 klo 10.12 Mikko (<m@example.fi>) kirjoitti:\n> Hei",
+        ] {
+            let first_line = text.split(['\n', ' ']).next().unwrap();
+            assert_eq!(new_text(text), first_line, "{text}");
+        }
+        // A sentence that starts like a signature, with more text after it, stays.
+        let text = "Sent from my desk at 9.\nThe printer still jams.";
+        assert_eq!(new_text(text), text);
     }
 
     #[test]
