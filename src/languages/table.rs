@@ -87,7 +87,7 @@ const ES: Language = Language {
 const IT: Language = Language {
     code: "it",
     attributions: &[r"il\s.*\d.*\bha\s+scritto"],
-    from: &["Da"],
+    from: &["Da", "Mittente"],
     date: &["Inviato", "Data"],
     to: &["A", "Cc"],
     subject: &["Oggetto"],
