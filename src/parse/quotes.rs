@@ -5,7 +5,7 @@
 //! signature line ends the new text; a `>` quote block left at its end belongs to the history too.
 //! Quote lines between new lines (inline answers) stay in the new text.
 
-use crate::languages;
+use crate::languages::{self, FirstLetters};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -132,6 +132,7 @@ fn is_signature_line(lines: &[&str], i: usize) -> bool {
 /// "Sent from my iPhone", "Von meinem iPhone gesendet", "Get Outlook for Android"… in every
 /// language of the table.
 fn is_mobile_signature(line: &str) -> bool {
+    static FIRST: LazyLock<FirstLetters> = LazyLock::new(|| FirstLetters::of(languages::all(|l| l.signatures)));
     static MOBILE: LazyLock<Regex> = LazyLock::new(|| {
         let phrases = languages::literal_alternation(languages::all(|l| l.signatures));
         // No word boundary after the phrase: "从我的" runs into "Galaxy"; the placement rule of
@@ -139,7 +140,7 @@ fn is_mobile_signature(line: &str) -> bool {
         Regex::new(&format!(r"(?i)^{phrases}")).expect("mobile signature regex")
     });
     let line = line.trim();
-    line.len() <= MAX_SIGNATURE_BYTES && !line.ends_with(':') && MOBILE.is_match(line)
+    line.len() <= MAX_SIGNATURE_BYTES && !line.ends_with(':') && FIRST.starts(line) && MOBILE.is_match(line)
 }
 
 /// Byte offset where an attribution ("Le … a écrit :", "On … wrote:", "Am … schrieb …:", …)
@@ -212,6 +213,10 @@ enum Field {
 /// A header-block field line of any language: its role and value (`From: x`, `De : x`,
 /// `**Von:** x` from an HTML conversion, `差出人: x`).
 fn field(line: &str) -> Option<(Field, &str)> {
+    static FIRST: LazyLock<FirstLetters> = LazyLock::new(|| {
+        let names = languages::all(|l| l.from).chain(languages::all(|l| l.date));
+        FirstLetters::of(names.chain(languages::all(|l| l.to)).chain(languages::all(|l| l.subject)).chain(["*"]))
+    });
     static FIELD: LazyLock<Regex> = LazyLock::new(|| {
         let names = |f: fn(&languages::Language) -> &'static [&'static str]| {
             languages::literal_alternation(languages::all(f))
@@ -228,7 +233,7 @@ fn field(line: &str) -> Option<(Field, &str)> {
     let line = line.trim();
     // Field names are short: most lines of prose have no colon near their start.
     let head = &line.as_bytes()[..line.len().min(48)];
-    if !head.contains(&b':') && !head.windows(3).any(|w| w == "：".as_bytes()) {
+    if !FIRST.starts(line) || !head.contains(&b':') && !head.windows(3).any(|w| w == "：".as_bytes()) {
         return None;
     }
     let captures = FIELD.captures(line)?;
