@@ -447,8 +447,13 @@ fn is_loopback(host: &str) -> bool {
 
 /// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
 fn env_value(path: &str, value: &str) -> config::Value {
-    const LISTS: &[&str] =
-        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases", "helpdesk.forward_prefixes"];
+    const LISTS: &[&str] = &[
+        "helpdesk.staff",
+        "helpdesk.staff_notify",
+        "helpdesk.legacy_subject_tags",
+        "helpdesk.aliases",
+        "helpdesk.forward_prefixes",
+    ];
     if LISTS.contains(&path) {
         let items: Vec<config::Value> = value
             .split(',')
@@ -499,6 +504,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.helpdesk.staff, vec!["a@x.com", "@y.com"]);
         assert_eq!(s.helpdesk.reopen_window_days, 7);
+    }
+
+    #[test]
+    fn forward_prefixes_extend_the_built_in_ones_and_must_be_words() {
+        let s = load("[helpdesk]\nforward_prefixes = [\"Doorgestuurd\"]\n", &[]).unwrap();
+        assert!(s.forward_prefixes().is_forward("Doorgestuurd: x") && s.forward_prefixes().is_forward("WG: x"));
+        let s = load("", &[("GUICHET__HELPDESK__FORWARD_PREFIXES", "Weiter, Fwd2")]).unwrap();
+        assert_eq!(s.helpdesk.forward_prefixes, vec!["Weiter", "Fwd2"]);
+        let err = load("[helpdesk]\nforward_prefixes = [\"Fwd:\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("helpdesk.forward_prefixes"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-use std::fmt;
-use std::str::FromStr;
 use crate::languages;
 use regex::Regex;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 macro_rules! string_enum {
@@ -190,7 +190,20 @@ mod tests {
 
     #[test]
     fn forward_prefixes_of_every_language_and_from_the_configuration_are_known() {
-        for subject in ["Fwd: x", "FW: x", "TR : x", "WG: x", "RV: x", "I: x", "ENC: x", "Doorst: x", "PD: x", "VB: x", "İLT: x", "转发：x"] {
+        for subject in [
+            "Fwd: x",
+            "FW: x",
+            "TR : x",
+            "WG: x",
+            "RV: x",
+            "I: x",
+            "ENC: x",
+            "Doorst: x",
+            "PD: x",
+            "VB: x",
+            "İLT: x",
+            "转发：x",
+        ] {
             assert!(is_forward_subject(subject), "{subject}");
         }
         assert!(!is_forward_subject("Re: x") && !is_forward_subject("Information: x"));

@@ -37,7 +37,14 @@ const FR: Language = Language {
     date: &["Envoyé", "Envoyé le", "Date"],
     to: &["À", "A", "Pour", "Cc", "Copie à"],
     subject: &["Objet", "Sujet"],
-    separators: &["Message d'origine", "Message d’origine", "Message original", "Mail original", "Message transféré", "Mail transféré"],
+    separators: &[
+        "Message d'origine",
+        "Message d’origine",
+        "Message original",
+        "Mail original",
+        "Message transféré",
+        "Mail transféré",
+    ],
     forward_intros: &["Début du message réexpédié", "Début du message transféré"],
     signatures: &[
         "Envoyé de mon",

@@ -14,7 +14,7 @@ const FROM_LINE_SPAN: usize = 8;
 /// The sender named by the first forwarded header block of `text` that carries an address.
 pub(super) fn forwarded_sender(text: &str) -> Option<Mailbox> {
     // Apple Mail and some webmails put the forwarded mail in a quote: its block reads the same.
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches(|c: char| c == '>' || c == ' ')).collect();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches(['>', ' '])).collect();
     (0..lines.len()).find_map(|i| {
         let line = lines[i];
         if is_original_separator(line) || is_underscore_rule(line) {

@@ -135,8 +135,8 @@ impl TextBuilder {
                 self.note_history(closing, inside);
                 after
             }
-            "p" | "tr" | "li" | "ul" | "ol" | "table" | "hr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
-            | "section" | "article" | "header" | "footer" | "address" | "center" | "dd" | "dt" | "dl" => {
+            "p" | "tr" | "li" | "ul" | "ol" | "table" | "hr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "section"
+            | "article" | "header" | "footer" | "address" | "center" | "dd" | "dt" | "dl" => {
                 self.break_line(false);
                 after
             }

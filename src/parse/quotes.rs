@@ -218,9 +218,8 @@ fn field(line: &str) -> Option<(Field, &str)> {
         FirstLetters::of(names.chain(languages::all(|l| l.to)).chain(languages::all(|l| l.subject)).chain(["*"]))
     });
     static FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        let names = |f: fn(&languages::Language) -> &'static [&'static str]| {
-            languages::literal_alternation(languages::all(f))
-        };
+        let names =
+            |f: fn(&languages::Language) -> &'static [&'static str]| languages::literal_alternation(languages::all(f));
         Regex::new(&format!(
             r"(?i)^\*{{0,2}}(?:(?P<from>{})|(?P<date>{})|(?P<to>{})|(?P<subject>{}))\*{{0,2}}\s*[:：]\s*\*{{0,2}}\s*(?P<value>.*)$",
             names(|l| l.from),
