@@ -333,6 +333,7 @@ fn a_configured_forward_prefix_marks_a_staff_forward() {
     let d = Desk::with("forward_prefixes = [\"Doorgestuurd\"]");
     d.staff_new("bob@support.example.com", "Subject: Doorgestuurd: Factuur fout\nMessage-ID: <f3@support.example.com>\n\n-------- Doorgestuurd bericht --------\nOnderwerp: \tFactuur fout\nDatum: \tma 30 nov 2026 08:00\nVan: \tKlant Jansen <jansen@customer.example>\n\nFactuur 42 klopt niet.\n");
     assert_eq!(d.ticket(1).requester, "jansen@customer.example");
+    assert_eq!(d.ticket(1).subject, "Factuur fout");
     // Without the key the same subject is no forward: the ticket is Bob's own.
     let plain = Desk::new();
     plain.staff_new("bob@support.example.com", "Subject: Doorgestuurd: Factuur fout\nMessage-ID: <f4@support.example.com>\n\n-------- Doorgestuurd bericht --------\nVan: Klant Jansen <jansen@customer.example>\nDatum: ma 30 nov 2026\n\nFactuur 42 klopt niet.\n");

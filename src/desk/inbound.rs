@@ -464,7 +464,8 @@ fn staff_new_ticket(
         (addr.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
     } else if let Some(orig) = forwarded.filter(|o| !desk.is_ours(&o.address) && !desk.is_staff(&o.address)) {
         // The forwarded body is the customer's request: keep it whole.
-        (orig.address.clone(), MessageKind::Customer, desk.token.clean_subject(&mail.subject), mail.text.clone())
+        let title = desk.token.clean_subject(desk.forward_prefixes.strip(&mail.subject));
+        (orig.address.clone(), MessageKind::Customer, title, mail.text.clone())
     } else {
         (actor.address.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
     };

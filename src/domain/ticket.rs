@@ -154,6 +154,14 @@ impl ForwardPrefixes {
     pub fn is_forward(&self, subject: &str) -> bool {
         self.pattern.is_match(subject)
     }
+
+    /// `subject` without its leading forward prefixes (configured ones included), for a title.
+    pub fn strip<'a>(&self, mut subject: &'a str) -> &'a str {
+        while let Some(m) = self.pattern.find(subject) {
+            subject = &subject[m.end()..];
+        }
+        subject
+    }
 }
 
 impl Default for ForwardPrefixes {
@@ -210,6 +218,7 @@ mod tests {
         let configured = ForwardPrefixes::new(&["Doorgestuurd".to_string(), "Weiter.".to_string()]);
         assert!(configured.is_forward("Doorgestuurd: x") && configured.is_forward("weiter.: x"));
         assert!(configured.is_forward("Fwd: x") && !configured.is_forward("Weiterleitung x"));
+        assert_eq!(configured.strip("Doorgestuurd: Fwd: x"), "x");
     }
 
     #[test]

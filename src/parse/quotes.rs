@@ -1,9 +1,10 @@
 //! Separates the new text of a reply from its quoted history and signature.
 //!
-//! Works line by line on text already decoded to UTF-8. The first reply header ("Le … a écrit :",
-//! "On … wrote:", an Outlook `De : … Envoyé : …` block, a forwarded-message separator) or the first
-//! signature line ends the new text; a `>` quote block left at its end belongs to the history too.
-//! Quote lines between new lines (inline answers) stay in the new text.
+//! Works line by line on text already decoded to UTF-8. The first reply header in any language of
+//! `crate::languages` ("Le … a écrit :", "On … wrote:", "Am … schrieb …:", an Outlook `De : …
+//! Envoyé : …` or `Von: … Gesendet: …` block, a separator) or the first signature line ends the
+//! new text; a `>` quote block left at its end belongs to the history too. Quote lines between new
+//! lines (inline answers) stay in the new text.
 
 use crate::languages::{self, FirstLetters};
 use regex::Regex;
