@@ -17,7 +17,9 @@ pub struct Language {
     /// BCP 47 code, for reports and tests.
     pub code: &'static str,
     /// The attribution line above a quote, without its final colon (`:` or `：`). Each must
-    /// require a digit: a date is always in it, and the digit keeps prose out.
+    /// require a digit: a date is always in it, and the digit keeps prose out. (`parse::quotes`
+    /// also asks for a year.) Rows that open on the date rather than on a word ask for a time
+    /// too (`\d{1,2}[:.]\d{2}`), which every client writes and prose seldom does.
     pub attributions: &'static [&'static str],
     /// Header-block field names, by role.
     pub from: &'static [&'static str],

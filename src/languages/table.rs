@@ -137,7 +137,7 @@ const PL: Language = Language {
     code: "pl",
     attributions: &[
         r"w\s+dniu\s.*\d.*\b(?:pisze|napisał(?:\(-?a\)|a)?)",
-        r".*\d.*\bnapisał(?:\(-?a\)|a)?",
+        r".*\d{1,2}[:.]\d{2}.*\bnapisał(?:\(-?a\)|a)?",
         r"wiadomość\s+napisana\s+przez\s.*\d.*",
     ],
     from: &["Od"],
@@ -153,7 +153,7 @@ const PL: Language = Language {
 
 const SV: Language = Language {
     code: "sv",
-    attributions: &[r".*\d.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
     from: &["Från"],
     date: &["Skickat", "Datum"],
     to: &["Till", "Kopia"],
@@ -167,7 +167,7 @@ const SV: Language = Language {
 
 const DA: Language = Language {
     code: "da",
-    attributions: &[r".*\d.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
     from: &["Fra"],
     date: &["Sendt", "Dato"],
     to: &["Til", "Cc"],
@@ -181,7 +181,7 @@ const DA: Language = Language {
 
 const NB: Language = Language {
     code: "nb",
-    attributions: &[r".*\d.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
     from: &["Fra"],
     date: &["Sendt", "Dato"],
     to: &["Til", "Kopi"],
@@ -195,7 +195,7 @@ const NB: Language = Language {
 
 const FI: Language = Language {
     code: "fi",
-    attributions: &[r".*\d.*\bkirjoitti"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bkirjoitti"],
     from: &["Lähettäjä"],
     date: &["Lähetetty", "Päivämäärä"],
     to: &["Vastaanottaja", "Kopio"],
@@ -211,7 +211,7 @@ const FI: Language = Language {
 const RU: Language = Language {
     code: "ru",
     attributions: &[
-        r".*\d.*\b(?:написал(?:\(-?а\)|а)?|пишет)",
+        r".*\d{1,2}[:.]\d{2}.*\b(?:написал(?:\(-?а\)|а)?|пишет)",
         // Gmail names no verb: "пн, 3 июн. 2024 г. в 10:12, Marie <m@x>".
         r"(?:пн|вт|ср|чт|пт|сб|вс),\s+\d.*\d{4}\s*г\..*\d{1,2}:\d{2},\s.+",
     ],
@@ -232,7 +232,7 @@ const JA: Language = Language {
         // Gmail names no verb: "2024年6月3日(月) 10:12 Marie <m@x>".
         r"\d{4}年\d{1,2}月\d{1,2}日.*\d{1,2}:\d{2}\s.+",
         // Apple Mail: "2024/06/03 10:12、Marie <m@x>のメール".
-        r".*\d.*のメール",
+        r".*\d{1,2}[:.]\d{2}.*のメール",
     ],
     from: &["差出人"],
     date: &["送信日時", "日付"],
@@ -247,7 +247,7 @@ const JA: Language = Language {
 
 const ZH: Language = Language {
     code: "zh",
-    attributions: &[r".*\d.*写道"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*写道"],
     from: &["发件人"],
     date: &["发送时间", "日期"],
     to: &["收件人", "抄送"],
@@ -261,7 +261,7 @@ const ZH: Language = Language {
 
 const VI: Language = Language {
     code: "vi",
-    attributions: &[r".*\d.*\bđã\s+viết"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bđã\s+viết"],
     from: &["Từ"],
     date: &["Đã gửi", "Ngày"],
     to: &["Đến"],
@@ -275,7 +275,7 @@ const VI: Language = Language {
 
 const TR: Language = Language {
     code: "tr",
-    attributions: &[r".*\d.*\byazdı"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\byazdı"],
     from: &["Kimden"],
     date: &["Gönderildi", "Tarih"],
     to: &["Kime", "Bilgi"],
@@ -289,7 +289,7 @@ const TR: Language = Language {
 
 const CS: Language = Language {
     code: "cs",
-    attributions: &[r".*\d.*\bnapsal(?:\(a\)|a)?"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bnapsal(?:\(a\)|a)?"],
     from: &["Od"],
     date: &["Odesláno", "Datum"],
     to: &["Komu", "Kopie"],

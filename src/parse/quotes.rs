@@ -153,10 +153,15 @@ fn attribution_start(line: &str) -> Option<usize> {
         let rows: Vec<String> = languages::all(|l| l.attributions).map(|p| format!("(?:{p})")).collect();
         Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+)((?:{}))\s*[:：]$", rows.join("|"))).expect("attribution regex")
     });
+    // Clients always write the year ("2024", "03/06/24", "2024年"): a sentence that names only a
+    // day or an hour ("On Monday at 10:00 our manager wrote:") is prose.
+    static YEAR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\d{4}|\b\d{1,2}[./-]\s?\d{1,2}[./-]\s?\d{2}\b").expect("year regex"));
     let line = line.trim_end();
     if !(line.ends_with(':') || line.ends_with('：'))
         || line.len() > MAX_ATTRIBUTION_BYTES
         || !line.bytes().any(|b| b.is_ascii_digit())
+        || !YEAR.is_match(line)
     {
         return None;
     }
@@ -340,6 +345,8 @@ mod tests {
             assert_eq!(attribution_start(header), Some(0), "{header}");
         }
         assert_eq!(attribution_start("On the phone, Paul wrote:"), None);
+        assert_eq!(attribution_start("On Monday at 10:00 our manager wrote:"), None);
+        assert_eq!(attribution_start("Den 3. juni 2024 skrev jeg til jer om det samme:"), None);
         assert_eq!(attribution_start("Le technicien a écrit :"), None);
     }
 
