@@ -5,7 +5,7 @@
 use super::Language;
 
 /// The languages, most common first (the order only matters for readability of reports).
-pub static LANGUAGES: &[Language] = &[EN, FR, DE, ES, IT, PT, NL, PL, SV, DA, NB, FI, RU, JA, ZH, VI, TR, CS];
+pub static LANGUAGES: &[Language] = &[EN, FR, DE, ES, IT, PT, NL, PL, SV, DA, NB, FI, RU, UK, JA, KO, ZH, VI, TR, CS];
 
 const EN: Language = Language {
     code: "en",
@@ -226,6 +226,20 @@ const RU: Language = Language {
     forward_prefixes: &["Пересл", "Переслать"],
 };
 
+const UK: Language = Language {
+    code: "uk",
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\b(?:пише|написав(?:\(-?ла\)|ла)?|написала)"],
+    from: &["Від"],
+    date: &["Надіслано", "Дата"],
+    to: &["Кому", "Копія"],
+    subject: &["Тема"],
+    separators: &["Оригінальне повідомлення", "Пересланий лист", "Переслане повідомлення"],
+    forward_intros: &["Початок пересланого листа"],
+    signatures: &["Надіслано з"],
+    reply_prefixes: &["Відп"],
+    forward_prefixes: &["Пересл"],
+};
+
 const JA: Language = Language {
     code: "ja",
     attributions: &[
@@ -243,6 +257,21 @@ const JA: Language = Language {
     signatures: &["iPhoneから送信", "Galaxy から送信", "Android の Outlook", "Outlook for"],
     reply_prefixes: &["返信"],
     forward_prefixes: &["転送"],
+};
+
+const KO: Language = Language {
+    code: "ko",
+    // Hangul runs into the verb without a word boundary: "<m@x>님이 작성", "이(가) 쓴 글".
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*(?:작성|쓴\s*글)"],
+    from: &["보낸 사람", "보낸사람"],
+    date: &["보낸 날짜", "날짜"],
+    to: &["받는 사람", "받는사람", "참조"],
+    subject: &["제목"],
+    separators: &["원본 메시지", "전달된 메시지", "전달된 메일"],
+    forward_intros: &["전달된 메일"],
+    signatures: &["iPhone에서 보냄", "Galaxy에서 보냄", "Android용 Outlook"],
+    reply_prefixes: &["회신", "답장"],
+    forward_prefixes: &["전달"],
 };
 
 const ZH: Language = Language {

@@ -151,7 +151,8 @@ fn is_mobile_signature(line: &str) -> bool {
 fn attribution_start(line: &str) -> Option<usize> {
     static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
         let rows: Vec<String> = languages::all(|l| l.attributions).map(|p| format!("(?:{p})")).collect();
-        Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+)((?:{}))\s*[:：]$", rows.join("|"))).expect("attribution regex")
+        Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+|[。！？]\s*)((?:{}))\s*[:：]$", rows.join("|")))
+            .expect("attribution regex")
     });
     // Clients always write the year ("2024", "03/06/24", "2024年"): a sentence that names only a
     // day or an hour ("On Monday at 10:00 our manager wrote:") is prose.
@@ -416,8 +417,9 @@ mod tests {
 
     #[test]
     fn an_html_history_mark_cuts_only_a_top_posted_reply() {
-        let text = "Ok\n2024년 6월 3일 X 작성:\n> Hi";
-        assert_eq!(new_text(text), "Ok\n2024년 6월 3일 X 작성:");
+        // Hungarian is in no table.
+        let text = "Ok\nX ezt írta (időpont: 2024. jún. 3., H, 10:12):\n> Hi";
+        assert_eq!(new_text(text), "Ok\nX ezt írta (időpont: 2024. jún. 3., H, 10:12):");
         assert_eq!(split_with_hint(text, Some(1)).0, "Ok");
         // Answers between quotes (nothing above the mark) are the text rules' to read.
         assert_eq!(split_with_hint("> q\nanswer\n> q2\nanswer 2", Some(0)).0, "> q\nanswer\n> q2\nanswer 2");
