@@ -14,7 +14,7 @@
 //! - `dsn`: delivery status notifications (RFC 3464)
 //!
 //! Fixtures: `tests/fixtures/mail/` (see its README), run by `tests/parse_corpus.rs`; replies and
-//! forwards of 14 clients in 18 languages in `tests/fixtures/{replies,forwards}/`, run by
+//! forwards of 14 clients in 20 languages in `tests/fixtures/{replies,forwards}/`, run by
 //! `tests/parse_languages.rs`.
 
 mod attachments;
