@@ -284,15 +284,20 @@ fn body_text(message: &Message<'_>, raw: &[u8]) -> (String, Option<usize>) {
             text.push('\n');
         }
         if history_hint.is_none() {
-            history_hint = hint.map(|line| line + text.matches('\n').count());
+            history_hint = hint.map(|line| line + line_ends(&text));
         }
         text.push_str(&piece);
     }
     if message.text_body.is_empty() && message.html_body.is_empty() {
         text = broken_multipart_text(message).unwrap_or(text);
     }
-    // Cleaning keeps the lines: `\r` alone becomes a line end only in text parts, never rendered HTML.
     (clean_text(&text), history_hint)
+}
+
+/// How many line ends `text` has once cleaned (`\r\n`, `\n` and a lone `\r` each end a line).
+fn line_ends(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().filter(|&(i, &b)| b == b'\n' || b == b'\r' && bytes.get(i + 1) != Some(&b'\n')).count()
 }
 
 /// Everything after the header block, as text.
@@ -392,6 +397,12 @@ mod tests {
                 mail.attachments.iter().find(|a| a.name == "g.pdf").map(|a| a.data.clone()).unwrap_or_default();
             assert!(decoded == data, "{len} bytes as a single part");
         }
+    }
+
+    #[test]
+    fn line_ends_count_as_cleaning_makes_them() {
+        assert_eq!(line_ends("a\r\nb\rc\nd"), 3);
+        assert_eq!(clean_text("a\r\nb\rc\nd").matches('\n').count(), 3);
     }
 
     #[test]
