@@ -15,6 +15,8 @@ use std::sync::LazyLock;
 const HEADER_BLOCK_SPAN: usize = 8;
 /// Longest line looked at as an attribution (bytes): long wrapped prose never is one.
 const MAX_ATTRIBUTION_BYTES: usize = 1200;
+/// How many lines below a mobile signature the history (or the end of the text) must start.
+const SIGNATURE_LOOKAHEAD: usize = 20;
 /// Longest mobile signature line ("Sent from my iPhone"; "Envoyé depuis mon appareil Galaxy").
 const MAX_SIGNATURE_BYTES: usize = 120;
 
@@ -120,14 +122,23 @@ fn is_quote_line(line: &str) -> bool {
 /// webmail's one-line signature only where nothing but history or more signature follows it
 /// (a sentence may start "Sent from my…" too).
 fn is_signature_line(lines: &[&str], i: usize) -> bool {
-    let line = lines[i].trim_end_matches('\r');
-    if line == "-- " || line == "--" {
+    if is_delimiter(lines[i]) {
         return true;
     }
-    is_mobile_signature(line)
-        && (i + 1..lines.len()).find(|&j| !lines[j].trim().is_empty()).is_none_or(|j| {
-            is_quote_line(lines[j]) || reply_header_at(lines, j).is_some() || is_signature_line(lines, j)
-        })
+    if !is_mobile_signature(lines[i]) {
+        return false;
+    }
+    // A bounded look: hostile mail of a million signature lines costs no more than a short one.
+    let end = lines.len().min(i + 1 + SIGNATURE_LOOKAHEAD);
+    match (i + 1..end).find(|&j| !lines[j].trim().is_empty() && !is_mobile_signature(lines[j])) {
+        None => end == lines.len(),
+        Some(j) => is_delimiter(lines[j]) || is_quote_line(lines[j]) || reply_header_at(lines, j).is_some(),
+    }
+}
+
+/// The `-- ` signature delimiter, or the `--` a client left of it.
+fn is_delimiter(line: &str) -> bool {
+    matches!(line.trim_end_matches('\r'), "-- " | "--")
 }
 
 /// "Sent from my iPhone", "Von meinem iPhone gesendet", "Get Outlook for Android"… in every
@@ -442,6 +453,14 @@ mod tests {
         // A sentence that starts like a signature, with more text after it, stays.
         let text = "Sent from my desk at 9.\nThe printer still jams.";
         assert_eq!(new_text(text), text);
+    }
+
+    #[test]
+    fn a_flood_of_signature_lines_is_read_in_linear_time() {
+        let flood = "Sent from my iPhone\n".repeat(50_000) + "and then prose";
+        let started = std::time::Instant::now();
+        assert!(new_text(&flood).ends_with("and then prose"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     #[test]
