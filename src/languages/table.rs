@@ -10,7 +10,7 @@ pub static LANGUAGES: &[Language] = &[EN, FR, DE, ES, IT, PT, NL, PL, SV, DA, NB
 const EN: Language = Language {
     code: "en",
     // "On Mon, Jun 3, 2024 at 10:12 AM Marie <m@x> wrote" (Gmail, Apple, Thunderbird, Yahoo, OX).
-    attributions: &[r"on\s.*\d.*\bwrote"],
+    attributions: &[r"on\s.*\d.*\swrote"],
     from: &["From"],
     date: &["Sent", "Date"],
     to: &["To", "Cc"],
@@ -32,7 +32,7 @@ const EN: Language = Language {
 
 const FR: Language = Language {
     code: "fr",
-    attributions: &[r"le\s.*\d.*\ba\s+écrit"],
+    attributions: &[r"le\s.*\d.*\sa\s+écrit"],
     from: &["De"],
     date: &["Envoyé", "Envoyé le", "Date"],
     to: &["À", "A", "Pour", "Cc", "Copie à"],
@@ -65,7 +65,7 @@ const FR: Language = Language {
 const DE: Language = Language {
     code: "de",
     // Gmail, Apple and Thunderbird put the verb in the middle; Open-Xchange (Web.de) names first.
-    attributions: &[r"am\s.*\d.*\b(?:schrieb\b.*|hat\b.*\bgeschrieben)", r".*\bhat\s+am\s.*\d.*\bgeschrieben"],
+    attributions: &[r"am\s.*\d.*\s(?:schrieb(?:\s.*)?|hat\s.*\sgeschrieben)", r".*\shat\s+am\s.*\d.*\sgeschrieben"],
     from: &["Von"],
     date: &["Gesendet", "Datum"],
     to: &["An", "Cc", "Kopie"],
@@ -79,7 +79,7 @@ const DE: Language = Language {
 
 const ES: Language = Language {
     code: "es",
-    attributions: &[r"el\s.*\d.*\bescribió"],
+    attributions: &[r"el\s.*\d.*\sescribió"],
     from: &["De"],
     date: &["Enviado", "Enviado el", "Fecha"],
     to: &["Para", "CC"],
@@ -93,7 +93,7 @@ const ES: Language = Language {
 
 const IT: Language = Language {
     code: "it",
-    attributions: &[r"il\s.*\d.*\bha\s+scritto"],
+    attributions: &[r"il\s.*\d.*\sha\s+scritto"],
     from: &["Da", "Mittente"],
     date: &["Inviato", "Data"],
     to: &["A", "Cc"],
@@ -107,7 +107,7 @@ const IT: Language = Language {
 
 const PT: Language = Language {
     code: "pt",
-    attributions: &[r"em\s.*\d.*\bescreveu"],
+    attributions: &[r"em\s.*\d.*\sescreveu"],
     from: &["De"],
     date: &["Enviado", "Enviada em", "Data"],
     to: &["Para", "Cc"],
@@ -121,7 +121,7 @@ const PT: Language = Language {
 
 const NL: Language = Language {
     code: "nl",
-    attributions: &[r"op\s.*\d.*\b(?:schreef\b.*|het\s+volgende\s+geschreven)"],
+    attributions: &[r"op\s.*\d.*\s(?:schreef(?:\s.*)?|het\s+volgende\s+geschreven)"],
     from: &["Van"],
     date: &["Verzonden", "Datum"],
     to: &["Aan", "CC"],
@@ -136,8 +136,8 @@ const NL: Language = Language {
 const PL: Language = Language {
     code: "pl",
     attributions: &[
-        r"w\s+dniu\s.*\d.*\b(?:pisze|napisał(?:\(-?a\)|a)?)",
-        r".*\d{1,2}[:.]\d{2}.*\bnapisał(?:\(-?a\)|a)?",
+        r"w\s+dniu\s.*\d.*\s(?:pisze|napisał(?:\(-?a\)|a)?)",
+        r".*\d{1,2}[:.]\d{2}.*\snapisał(?:\(-?a\)|a)?",
         r"wiadomość\s+napisana\s+przez\s.*\d.*",
     ],
     from: &["Od"],
@@ -153,7 +153,7 @@ const PL: Language = Language {
 
 const SV: Language = Language {
     code: "sv",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\sskrev(?:\s.*)?"],
     from: &["Från"],
     date: &["Skickat", "Datum"],
     to: &["Till", "Kopia"],
@@ -167,7 +167,7 @@ const SV: Language = Language {
 
 const DA: Language = Language {
     code: "da",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\sskrev(?:\s.*)?"],
     from: &["Fra"],
     date: &["Sendt", "Dato"],
     to: &["Til", "Cc"],
@@ -181,7 +181,7 @@ const DA: Language = Language {
 
 const NB: Language = Language {
     code: "nb",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bskrev\b.*"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\sskrev(?:\s.*)?"],
     from: &["Fra"],
     date: &["Sendt", "Dato"],
     to: &["Til", "Kopi"],
@@ -195,7 +195,7 @@ const NB: Language = Language {
 
 const FI: Language = Language {
     code: "fi",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bkirjoitti"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\skirjoitti"],
     from: &["Lähettäjä"],
     date: &["Lähetetty", "Päivämäärä"],
     to: &["Vastaanottaja", "Kopio"],
@@ -211,7 +211,7 @@ const FI: Language = Language {
 const RU: Language = Language {
     code: "ru",
     attributions: &[
-        r".*\d{1,2}[:.]\d{2}.*\b(?:написал(?:\(-?а\)|а)?|пишет)",
+        r".*\d{1,2}[:.]\d{2}.*\s(?:написал(?:\(-?а\)|а)?|пишет)",
         // Gmail names no verb: "пн, 3 июн. 2024 г. в 10:12, Marie <m@x>".
         r"(?:пн|вт|ср|чт|пт|сб|вс),\s+\d.*\d{4}\s*г\..*\d{1,2}:\d{2},\s.+",
     ],
@@ -228,7 +228,7 @@ const RU: Language = Language {
 
 const UK: Language = Language {
     code: "uk",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\b(?:пише|написав(?:\(-?ла\)|ла)?|написала)"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\s(?:пише|написав(?:\(-?ла\)|ла)?|написала)"],
     from: &["Від"],
     date: &["Надіслано", "Дата"],
     to: &["Кому", "Копія"],
@@ -290,7 +290,7 @@ const ZH: Language = Language {
 
 const VI: Language = Language {
     code: "vi",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bđã\s+viết"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\sđã\s+viết"],
     from: &["Từ"],
     date: &["Đã gửi", "Ngày"],
     to: &["Đến"],
@@ -304,7 +304,7 @@ const VI: Language = Language {
 
 const TR: Language = Language {
     code: "tr",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\byazdı"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\syazdı"],
     from: &["Kimden"],
     date: &["Gönderildi", "Tarih"],
     to: &["Kime", "Bilgi"],
@@ -318,7 +318,7 @@ const TR: Language = Language {
 
 const CS: Language = Language {
     code: "cs",
-    attributions: &[r".*\d{1,2}[:.]\d{2}.*\bnapsal(?:\(a\)|a)?"],
+    attributions: &[r".*\d{1,2}[:.]\d{2}.*\snapsal(?:\(a\)|a)?"],
     from: &["Od"],
     date: &["Odesláno", "Datum"],
     to: &["Komu", "Kopie"],

@@ -17,6 +17,8 @@ const HEADER_BLOCK_SPAN: usize = 8;
 const MAX_ATTRIBUTION_BYTES: usize = 1200;
 /// How many lines below a mobile signature the history (or the end of the text) must start.
 const SIGNATURE_LOOKAHEAD: usize = 20;
+/// What may end the reply's sentence just before an attribution on the same line.
+const SENTENCE_STOPS: &str = ".!?…)。！？";
 /// Longest mobile signature line ("Sent from my iPhone"; "Envoyé depuis mon appareil Galaxy").
 const MAX_SIGNATURE_BYTES: usize = 120;
 
@@ -162,13 +164,13 @@ fn is_mobile_signature(line: &str) -> bool {
 fn attribution_start(line: &str) -> Option<usize> {
     static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
         let rows: Vec<String> = languages::all(|l| l.attributions).map(|p| format!("(?:{p})")).collect();
-        Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+|[。！？]\s*)((?:{}))\s*[:：]$", rows.join("|")))
+        Regex::new(&format!(r"(?i)(?:^\s*|[.!?…)]\s+|[。！？]\s*)(?:{})\s*[:：]$", rows.join("|")))
             .expect("attribution regex")
     });
     // Clients always write the year ("2024", "03/06/24", "2024年"): a sentence that names only a
     // day or an hour ("On Monday at 10:00 our manager wrote:") is prose.
     static YEAR: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\d{4}|\b\d{1,2}[./-]\s?\d{1,2}[./-]\s?\d{2}\b").expect("year regex"));
+        LazyLock::new(|| Regex::new(r"\d{4}|(?-u:\b)\d{1,2}[./-]\s?\d{1,2}[./-]\s?\d{2}(?-u:\b)").expect("year regex"));
     let line = line.trim_end();
     if !(line.ends_with(':') || line.ends_with('：'))
         || line.len() > MAX_ATTRIBUTION_BYTES
@@ -177,7 +179,10 @@ fn attribution_start(line: &str) -> Option<usize> {
     {
         return None;
     }
-    let start = ATTRIBUTION.captures(line)?.get(1)?.start();
+    // `find`, not `captures`: the DFA alone answers; the attribution starts past the sentence end
+    // (and blanks) the match opens with.
+    let found = ATTRIBUTION.find(line)?.start();
+    let start = found + line[found..].find(|c: char| !c.is_whitespace() && !SENTENCE_STOPS.contains(c)).unwrap_or(0);
     if !line[..start].trim().is_empty() {
         return Some(start);
     }
@@ -185,7 +190,7 @@ fn attribution_start(line: &str) -> Option<usize> {
     // date ("Kiitos! ma 3.6.2024 klo 10.12 … kirjoitti:") is the reply's, not the attribution's.
     Some(
         sentence_end_before_date(line)
-            .filter(|&end| ATTRIBUTION.captures(&line[end..]).and_then(|c| c.get(1)).is_some_and(|m| m.start() == 0))
+            .filter(|&end| ATTRIBUTION.find(&line[end..]).is_some_and(|m| m.start() == 0))
             .unwrap_or(0),
     )
 }
