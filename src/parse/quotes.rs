@@ -240,17 +240,18 @@ fn field(line: &str) -> Option<(Field, &str)> {
         let names = languages::all(|l| l.from).chain(languages::all(|l| l.date));
         FirstLetters::of(names.chain(languages::all(|l| l.to)).chain(languages::all(|l| l.subject)).chain(["*"]))
     });
-    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        let names =
-            |f: fn(&languages::Language) -> &'static [&'static str]| languages::literal_alternation(languages::all(f));
-        Regex::new(&format!(
-            r"(?i)^\*{{0,2}}(?:(?P<from>{})|(?P<date>{})|(?P<to>{})|(?P<subject>{}))\*{{0,2}}\s*[:：]\s*\*{{0,2}}\s*(?P<value>.*)$",
-            names(|l| l.from),
-            names(|l| l.date),
-            names(|l| l.to),
-            names(|l| l.subject)
-        ))
-        .expect("header field regex")
+    // One regex per role, each answered by the DFA alone (`find`: no capture groups to fill).
+    static FIELDS: LazyLock<[(Field, Regex); 4]> = LazyLock::new(|| {
+        let role = |f: fn(&languages::Language) -> &'static [&'static str]| {
+            let names = languages::literal_alternation(languages::all(f));
+            Regex::new(&format!(r"(?i)^\*{{0,2}}{names}\*{{0,2}}\s*[:：]\s*\*{{0,2}}\s*")).expect("header field regex")
+        };
+        [
+            (Field::From, role(|l| l.from)),
+            (Field::Date, role(|l| l.date)),
+            (Field::To, role(|l| l.to)),
+            (Field::Subject, role(|l| l.subject)),
+        ]
     });
     let line = line.trim();
     // Field names are short: most lines of prose have no colon near their start.
@@ -258,11 +259,7 @@ fn field(line: &str) -> Option<(Field, &str)> {
     if !FIRST.starts(line) || !head.contains(&b':') && !head.windows(3).any(|w| w == "：".as_bytes()) {
         return None;
     }
-    let captures = FIELD.captures(line)?;
-    let role = [("from", Field::From), ("date", Field::Date), ("to", Field::To), ("subject", Field::Subject)]
-        .into_iter()
-        .find_map(|(name, role)| captures.name(name).map(|_| role))?;
-    Some((role, captures.name("value").map_or("", |m| m.as_str().trim_end())))
+    FIELDS.iter().find_map(|(role, regex)| regex.find(line).map(|m| (*role, line[m.end()..].trim_end())))
 }
 
 /// The value of a `From:` / `De :` / `Von:` / `От:` line.
