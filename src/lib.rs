@@ -7,6 +7,7 @@ pub mod config;
 pub mod desk;
 pub mod domain;
 pub mod ingest;
+pub mod languages;
 pub mod notify;
 pub mod ops;
 pub mod parse;

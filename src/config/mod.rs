@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
 mod secrets;
@@ -80,6 +80,10 @@ pub struct Helpdesk {
     /// Time zone of the digest and of times shown without JavaScript (IANA name).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Subject prefixes, without their colon, that mark a forward besides the built-in ones of
+    /// every language (`Fwd`, `TR`, `WG`, `RV`, `I`, `Doorst`, `PD`…).
+    #[serde(default)]
+    pub forward_prefixes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -379,6 +383,12 @@ impl Settings {
                 bail!("configuration: helpdesk.spam_headers entry `{rule}` must read `Header-Name: value`");
             }
         }
+        for prefix in &h.forward_prefixes {
+            // A prefix is matched before its colon: one inside it could never match.
+            if prefix.trim().is_empty() || prefix.contains([':', '：']) {
+                bail!("configuration: helpdesk.forward_prefixes entry `{prefix}` must be a word without its colon");
+            }
+        }
         if h.max_attachment_bytes == 0 {
             bail!("configuration: helpdesk.max_attachment_bytes must be positive");
         }
@@ -483,6 +493,10 @@ impl Settings {
         SubjectToken::new(&self.helpdesk.subject_tag, &self.helpdesk.legacy_subject_tags)
     }
 
+    pub fn forward_prefixes(&self) -> ForwardPrefixes {
+        ForwardPrefixes::new(&self.helpdesk.forward_prefixes)
+    }
+
     /// Our own addresses: the helpdesk, its aliases and every mailbox's login when it is an address.
     pub fn our_addresses(&self) -> Vec<EmailAddress> {
         let mut ours = vec![self.helpdesk_address()];
@@ -545,8 +559,13 @@ fn env_path(rest: &str) -> String {
 }
 
 fn env_value(path: &str, value: &str) -> config::Value {
-    const LISTS: &[&str] =
-        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
+    const LISTS: &[&str] = &[
+        "helpdesk.staff",
+        "helpdesk.staff_notify",
+        "helpdesk.legacy_subject_tags",
+        "helpdesk.aliases",
+        "helpdesk.forward_prefixes",
+    ];
     if LISTS.contains(&path) {
         let items: Vec<config::Value> = value
             .split(',')
@@ -622,6 +641,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("mailbox[0].password_file") && err.contains("/nonexistent/pw"), "{err}");
+    }
+
+    #[test]
+    fn forward_prefixes_extend_the_built_in_ones_and_must_be_words() {
+        let s = load("[helpdesk]\nforward_prefixes = [\"Doorgestuurd\"]\n", &[]).unwrap();
+        assert!(s.forward_prefixes().is_forward("Doorgestuurd: x") && s.forward_prefixes().is_forward("WG: x"));
+        let s = load("", &[("GUICHET__HELPDESK__FORWARD_PREFIXES", "Weiter, Fwd2")]).unwrap();
+        assert_eq!(s.helpdesk.forward_prefixes, vec!["Weiter", "Fwd2"]);
+        let err = load("[helpdesk]\nforward_prefixes = [\"Fwd:\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("helpdesk.forward_prefixes"), "{err}");
     }
 
     #[test]
