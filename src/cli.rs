@@ -102,7 +102,7 @@ pub fn status(app: &App, json: bool) -> anyhow::Result<()> {
     if json {
         let v = serde_json::json!({"mailboxes": boxes, "outbox": queue, "quarantine": quarantined});
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return in_error(&boxes, &queue);
     }
     println!("mailboxes:");
     if boxes.is_empty() {
@@ -128,7 +128,21 @@ pub fn status(app: &App, json: bool) -> anyhow::Result<()> {
         queue.last_error.as_deref().unwrap_or("none")
     );
     println!("quarantine: {quarantined} mail(s)");
-    Ok(())
+    in_error(&boxes, &queue)
+}
+
+/// `status` exits non-zero (SPEC §10) while a mailbox has a last error, or mail waits in the
+/// outbox after a failed attempt (the SMTP server refuses or does not answer). Mail refused for
+/// good (`failed`) is the recipient's fault, not the outbox's: it is shown, and does not count.
+fn in_error(boxes: &[mailboxes::MailboxStatus], queue: &outbox::OutboxStatus) -> anyhow::Result<()> {
+    let failing: Vec<&str> = boxes.iter().filter(|b| b.last_error.is_some()).map(|b| b.name.as_str()).collect();
+    let outbox_failing = queue.retrying > 0 && queue.last_error.is_some();
+    match (failing.is_empty(), outbox_failing) {
+        (true, false) => Ok(()),
+        (false, false) => bail!("mailbox in error: {}", failing.join(", ")),
+        (true, true) => bail!("outbox in error: mail waits after failed attempts"),
+        (false, true) => bail!("mailbox in error: {}; outbox in error too", failing.join(", ")),
+    }
 }
 
 /// `guichet copy-to URL`: the documented way from SQLite to PostgreSQL (or back).

@@ -64,6 +64,12 @@ enum Command {
         /// The mailbox's (or [smtp]'s) username
         username: String,
     },
+    /// Check the configuration and connect to the database, every mailbox and the SMTP server
+    CheckConfig,
+    /// Write a consistent copy of a SQLite installation, also while the daemon runs
+    Backup { file: PathBuf },
+    /// Erase a person (GDPR): their messages, files, raw mails, sessions and address
+    Forget { email: String },
     /// Copy the whole installation into another, empty database (e.g. SQLite → PostgreSQL)
     CopyTo {
         /// The target database URL (sqlite://… or postgres://…); it is migrated first
@@ -111,22 +117,31 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    guichet::telemetry::init();
     if let Command::Demo { no_serve } = cli.command {
+        guichet::telemetry::init(Default::default());
         return report(run::demo(!no_serve));
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("guichet: {e:#}");
+            if matches!(cli.command, Command::CheckConfig) {
+                println!("configuration: FAILED: {e:#}");
+            }
             // In pipe mode a configuration error is not the mail's fault: the MTA keeps it and
             // retries (SPEC §7) rather than bouncing it to the customer.
             let code = if matches!(cli.command, Command::Ingest { .. }) { EX_TEMPFAIL } else { EX_CONFIG };
             return ExitCode::from(code);
         }
     };
+    guichet::telemetry::init(settings.log.format);
     match cli.command {
         Command::Ingest { files } => ingest(settings, files),
+        Command::CheckConfig => match guichet::ops::check::check_config(&settings) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => report(Err(e)),
+        },
         Command::Migrate => report(guichet::store::Store::open(&settings.database.url, 2).and_then(|s| {
             let applied = s.migrate()?;
             println!("{} migration(s) applied", applied.len());
@@ -143,7 +158,10 @@ fn main() -> ExitCode {
             Command::Quarantine { action: QuarantineAction::Retry { id } } => cli::quarantine_retry(&app, id),
             Command::Status { json } => cli::status(&app, json),
             Command::OauthLogin { username } => cli::oauth_login(&app, &username),
+            Command::Backup { file } => guichet::ops::commands::backup(&app, &file),
+            Command::Forget { email } => guichet::ops::commands::forget(&app, &email),
             Command::Demo { .. }
+            | Command::CheckConfig
             | Command::Run
             | Command::Migrate
             | Command::Ingest { .. }

@@ -31,6 +31,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         for m in app.settings.mailboxes.clone() {
             tasks.spawn(run_mailbox(app.clone(), m, holder.clone(), shutdown.clone()));
         }
+        tasks.spawn(crate::ops::retention::run(app.clone(), shutdown.clone()));
     }
     match &app.settings.smtp {
         Some(smtp) => {
@@ -61,7 +62,10 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
             Err(e) => tracing::error!(listen = %metrics_listen, error = %e, "cannot listen for /metrics; not served"),
         }
     }
+    // Listening, mailboxes and sender started: systemd may start what depends on us.
+    crate::ops::sd_notify::notify("READY=1");
     termination_signal().await;
+    crate::ops::sd_notify::notify("STOPPING=1");
     tracing::info!("stopping: finishing the mail in hand");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}

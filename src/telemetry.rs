@@ -1,4 +1,4 @@
-//! Logging (tracing to stderr, `RUST_LOG` to filter) and Prometheus metrics.
+//! Logging (tracing to stderr, `RUST_LOG` to filter, `[log] format`) and Prometheus metrics.
 
 use std::sync::OnceLock;
 
@@ -6,10 +6,21 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-pub fn init() {
+/// Starts logging to stderr: `[log] format` (SPEC §10) — text, coloured only on a terminal and
+/// without `NO_COLOR`, or one JSON object per line.
+pub fn init(format: crate::ops::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_imap=warn,lettre=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        crate::ops::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        crate::ops::LogFormat::Text => {
+            // https://no-color.org: any non-empty value turns colours off.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder.with_ansi(std::io::stderr().is_terminal() && !no_color).try_init()
+        }
+    };
     metrics_handle();
 }
 

@@ -320,6 +320,27 @@ fn a_staff_forward_opens_a_ticket_for_the_original_sender() {
 }
 
 #[test]
+fn a_staff_forward_in_another_language_opens_a_ticket_for_the_original_sender() {
+    let d = Desk::new();
+    let r = d.staff_new("bob@support.example.com", "Subject: WG: Rechnung falsch\nMessage-ID: <f2@support.example.com>\n\nBitte übernehmen.\n\nVon: Kunde Becker <becker@customer.example>\nGesendet: Montag, 30. November 2026 08:00\nAn: Bob\nBetreff: Rechnung falsch\n\nDie Rechnung 42 ist falsch.\n");
+    assert_eq!(r, Outcome::Ticket { number: 1, created: true });
+    assert_eq!(d.ticket(1).requester, "becker@customer.example");
+    assert_eq!(d.ticket(1).subject, "Rechnung falsch");
+}
+
+#[test]
+fn a_configured_forward_prefix_marks_a_staff_forward() {
+    let d = Desk::with("forward_prefixes = [\"Doorgestuurd\"]");
+    d.staff_new("bob@support.example.com", "Subject: Doorgestuurd: Factuur fout\nMessage-ID: <f3@support.example.com>\n\n-------- Doorgestuurd bericht --------\nOnderwerp: \tFactuur fout\nDatum: \tma 30 nov 2026 08:00\nVan: \tKlant Jansen <jansen@customer.example>\n\nFactuur 42 klopt niet.\n");
+    assert_eq!(d.ticket(1).requester, "jansen@customer.example");
+    assert_eq!(d.ticket(1).subject, "Factuur fout");
+    // Without the key the same subject is no forward: the ticket is Bob's own.
+    let plain = Desk::new();
+    plain.staff_new("bob@support.example.com", "Subject: Doorgestuurd: Factuur fout\nMessage-ID: <f4@support.example.com>\n\n-------- Doorgestuurd bericht --------\nVan: Klant Jansen <jansen@customer.example>\nDatum: ma 30 nov 2026\n\nFactuur 42 klopt niet.\n");
+    assert_eq!(plain.ticket(1).requester, "bob@support.example.com");
+}
+
+#[test]
 fn requester_command_opens_a_ticket_on_behalf_of_a_customer() {
     let d = Desk::new();
     d.staff_new("alice@example.com", "Subject: Appel téléphonique\nMessage-ID: <r1@example.com>\n\n#requester client@customer.example\nLe client signale une panne.\n");

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::Desk;
 use super::actions::{self, Actor, Incoming, Mailing, OpenTicket};
 use super::notices::{Kind, Notice, queue};
-use crate::domain::{EmailAddress, MessageKind, Priority, Status, is_forward_subject};
+use crate::domain::{EmailAddress, MessageKind, Priority, Status};
 use crate::notify::message_id;
 use crate::parse::{self, InboundMail};
 use crate::store::raw::{self, RawState};
@@ -67,7 +67,7 @@ pub fn prepare(desk: &Desk, data: &[u8]) -> Prepared {
     let parsed = if data.len() as u64 > max {
         Err(format!("mail too large: {} bytes (max_message_bytes = {max})", data.len()))
     } else {
-        parse::parse(data).map_err(|e| e.to_string())
+        parse::parse_with(data, &desk.forward_prefixes).map_err(|e| e.to_string())
     };
     let key = raw::message_key(parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()), data);
     let spam = parsed.as_ref().ok().and_then(|m| desk.settings.spam_verdict(&m.spam_headers));
@@ -162,7 +162,7 @@ pub fn retry(conn: &mut Conn, desk: &Desk, id: i64, now: i64) -> anyhow::Result<
     if data.len() as u64 > max {
         return Ok(Outcome::Quarantined(format!("mail too large: {} bytes", data.len())));
     }
-    let mail = match parse::parse(&data) {
+    let mail = match parse::parse_with(&data, &desk.forward_prefixes) {
         Ok(m) => m,
         Err(e) => return Ok(Outcome::Quarantined(e.to_string())),
     };
@@ -480,12 +480,13 @@ fn staff_new_ticket(
         send_unknown_command_notice(conn, desk, &ticket, actor, &commands, incoming, now)?;
         return Ok(Outcome::Ticket { number, created: true });
     }
-    let forwarded = is_forward_subject(&mail.subject).then_some(mail.forwarded_from.as_ref()).flatten();
+    let forwarded = desk.forward_prefixes.is_forward(&mail.subject).then_some(mail.forwarded_from.as_ref()).flatten();
     let (requester, kind, title, text) = if let Some(addr) = &commands.requester {
         (addr.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
     } else if let Some(orig) = forwarded.filter(|o| !desk.is_ours(&o.address) && !desk.is_staff(&o.address)) {
         // The forwarded body is the customer's request: keep it whole.
-        (orig.address.clone(), MessageKind::Customer, desk.token.clean_subject(&mail.subject), mail.text.clone())
+        let title = desk.token.clean_subject(desk.forward_prefixes.strip(&mail.subject));
+        (orig.address.clone(), MessageKind::Customer, title, mail.text.clone())
     } else {
         (actor.address.clone(), MessageKind::Staff, desk.token.clean_subject(&mail.subject), commands.rest.clone())
     };

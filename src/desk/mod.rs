@@ -12,7 +12,7 @@ pub mod visibility;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
 use crate::notify::render::Renderer;
 
 /// Everything an operation needs besides the database connection. Cheap to clone.
@@ -23,6 +23,8 @@ pub struct Desk {
     pub secret: Arc<Vec<u8>>,
     pub staff: StaffList,
     pub token: SubjectToken,
+    /// Built-in and configured (`helpdesk.forward_prefixes`) forward prefixes.
+    pub forward_prefixes: ForwardPrefixes,
     pub ours: Vec<EmailAddress>,
     pub helpdesk: EmailAddress,
     /// The helpdesk's queue first, then each mailbox's (`queues`).
@@ -35,6 +37,7 @@ impl Desk {
         Ok(Desk {
             staff: settings.staff(),
             token: settings.token(),
+            forward_prefixes: settings.forward_prefixes(),
             ours: settings.our_addresses(),
             helpdesk: settings.helpdesk_address(),
             queues: Arc::new(queues::from_settings(&settings)),

@@ -4,4 +4,6 @@ mod address;
 mod ticket;
 
 pub use address::{EmailAddress, StaffList};
-pub use ticket::{MessageKind, Priority, Status, SubjectToken, is_forward_subject, strip_reply_prefixes};
+pub use ticket::{
+    ForwardPrefixes, MessageKind, Priority, Status, SubjectToken, is_forward_subject, strip_reply_prefixes,
+};

@@ -1,5 +1,8 @@
+use crate::languages;
+use regex::Regex;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -103,11 +106,12 @@ impl SubjectToken {
     }
 }
 
-/// Removes leading `Re:`, `RE :`, `TR:`, `Fwd:`, `AW:`, `WG:`, `Réf :`… (repeated).
+/// Removes leading reply and forward prefixes of every language (`Re:`, `RE :`, `TR:`, `Fwd:`,
+/// `AW:`, `WG:`, `Réf :`, `Odp:`, `转发：`…), repeated, with Outlook's counters (`RE[2]:`).
 pub fn strip_reply_prefixes(mut s: &str) -> &str {
-    static PREFIX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)^\s*(re|tr|fw|fwd|aw|wg|sv|vs|rif|réf|ref|antw)\s*(\[\d+\])?\s*:\s*")
-            .expect("prefix regex")
+    static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+        let words = languages::all(|l| l.reply_prefixes).chain(languages::all(|l| l.forward_prefixes));
+        prefix_regex(languages::literal_alternation(words))
     });
     while let Some(m) = PREFIX.find(s) {
         s = &s[m.end()..];
@@ -115,11 +119,55 @@ pub fn strip_reply_prefixes(mut s: &str) -> &str {
     s.trim()
 }
 
-/// True when the subject starts with a forward prefix (`Fwd:`, `TR:`, `Fw:`, `WG:`).
+/// `^ PREFIX [n] :` for the alternation `words`, full-width colon included.
+fn prefix_regex(words: String) -> Regex {
+    Regex::new(&format!(r"(?i)^\s*{words}\s*(?:\[\d+\])?\s*[:：]\s*")).expect("prefix regex")
+}
+
+/// True when the subject starts with a built-in forward prefix of any language (`Fwd:`, `TR:`,
+/// `WG:`, `RV:`, `I:`, `Doorst:`, `PD:`…).
 pub fn is_forward_subject(s: &str) -> bool {
-    static FWD: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)^\s*(tr|fw|fwd|wg)\s*:").expect("fwd regex"));
-    FWD.is_match(s)
+    ForwardPrefixes::built_in().is_forward(s)
+}
+
+/// The forward prefixes that mark a subject as a forward: the built-in ones of every language
+/// plus `helpdesk.forward_prefixes`.
+#[derive(Clone, Debug)]
+pub struct ForwardPrefixes {
+    pattern: Regex,
+}
+
+impl ForwardPrefixes {
+    /// The built-in list extended with `extra` (prefixes without their colon, e.g. "Doorgestuurd").
+    pub fn new(extra: &[String]) -> ForwardPrefixes {
+        let extra = extra.iter().map(|p| p.trim()).filter(|p| !p.is_empty());
+        let words = languages::all(|l| l.forward_prefixes).map(|p| -> &str { p }).chain(extra);
+        ForwardPrefixes { pattern: prefix_regex(languages::literal_alternation(words)) }
+    }
+
+    /// The built-in list alone, compiled once.
+    pub fn built_in() -> &'static ForwardPrefixes {
+        static BUILT_IN: LazyLock<ForwardPrefixes> = LazyLock::new(|| ForwardPrefixes::new(&[]));
+        &BUILT_IN
+    }
+
+    pub fn is_forward(&self, subject: &str) -> bool {
+        self.pattern.is_match(subject)
+    }
+
+    /// `subject` without its leading forward prefixes (configured ones included), for a title.
+    pub fn strip<'a>(&self, mut subject: &'a str) -> &'a str {
+        while let Some(m) = self.pattern.find(subject) {
+            subject = &subject[m.end()..];
+        }
+        subject
+    }
+}
+
+impl Default for ForwardPrefixes {
+    fn default() -> ForwardPrefixes {
+        ForwardPrefixes::built_in().clone()
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +191,34 @@ mod tests {
         assert_eq!(t.clean_subject("RE : Re: [Ticket #4] Imprimante bloquée"), "Imprimante bloquée");
         assert!(is_forward_subject("TR: demande"));
         assert!(!is_forward_subject("Travaux"));
+        assert_eq!(t.clean_subject("AW: WG: [Ticket #4] Drucker"), "Drucker");
+        assert_eq!(t.clean_subject("Odp: PD: Drukarka"), "Drukarka");
+        assert_eq!(t.clean_subject("转发： 打印机"), "打印机");
+    }
+
+    #[test]
+    fn forward_prefixes_of_every_language_and_from_the_configuration_are_known() {
+        for subject in [
+            "Fwd: x",
+            "FW: x",
+            "TR : x",
+            "WG: x",
+            "RV: x",
+            "I: x",
+            "ENC: x",
+            "Doorst: x",
+            "PD: x",
+            "VB: x",
+            "İLT: x",
+            "转发：x",
+        ] {
+            assert!(is_forward_subject(subject), "{subject}");
+        }
+        assert!(!is_forward_subject("Re: x") && !is_forward_subject("Information: x"));
+        let configured = ForwardPrefixes::new(&["Doorgestuurd".to_string(), "Weiter.".to_string()]);
+        assert!(configured.is_forward("Doorgestuurd: x") && configured.is_forward("weiter.: x"));
+        assert!(configured.is_forward("Fwd: x") && !configured.is_forward("Weiterleitung x"));
+        assert_eq!(configured.strip("Doorgestuurd: Fwd: x"), "x");
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub async fn run_mailbox(app: App, mailbox: MailboxSettings, holder: String, mut
             Err(e) => {
                 let msg = format!("{e:#}");
                 tracing::warn!(mailbox = %name, error = %msg, retry_in = ?backoff, "mailbox error");
+                metrics::counter!("guichet_mailbox_errors_total", "mailbox" => name.clone()).increment(1);
                 let n = name.clone();
                 let _ = app.store.run(move |s| s.write(|c| mailboxes::record_error(c, &n, store::now(), &msg))).await;
                 if shutdown.sleep(backoff).await {

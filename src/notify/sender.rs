@@ -184,7 +184,7 @@ fn is_auth_refusal(e: &lettre::transport::smtp::Error) -> bool {
 
 /// A transport logging in with the password, or with `token` by XOAUTH2 (lettre's only OAuth
 /// mechanism).
-fn smtp_transport(smtp: &Smtp, token: Option<&str>) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+pub(crate) fn smtp_transport(smtp: &Smtp, token: Option<&str>) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let tls = match smtp.tls {
         TlsMode::None => Tls::None,
         TlsMode::Starttls => Tls::Required(tls_parameters(smtp)?),
@@ -224,7 +224,7 @@ fn attempt_deadline(timeout_seconds: u64, bytes: usize) -> Duration {
     Duration::from_secs(timeout_seconds) + Duration::from_secs((bytes / UPLOAD_BYTES_PER_SECOND) as u64)
 }
 
-fn error_text(e: &lettre::transport::smtp::Error) -> String {
+pub(crate) fn error_text(e: &lettre::transport::smtp::Error) -> String {
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {

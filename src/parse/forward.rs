@@ -1,8 +1,9 @@
 //! The original sender of a forwarded mail, read from the header block that mail clients write
-//! above the forwarded text (Gmail, Outlook, Thunderbird, Apple Mail; French and English).
+//! above the forwarded text (Gmail, Outlook, Thunderbird, Apple Mail, Yahoo, GMX, Zimbra…), in
+//! every language of `crate::languages`.
 
 use super::Mailbox;
-use super::quotes::{from_line_value, is_original_separator, is_underscore_rule, next_non_empty, starts_header_block};
+use super::quotes::{from_line_value, header_block_from, is_original_separator, is_underscore_rule, next_non_empty};
 use crate::domain::EmailAddress;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -12,16 +13,15 @@ const FROM_LINE_SPAN: usize = 8;
 
 /// The sender named by the first forwarded header block of `text` that carries an address.
 pub(super) fn forwarded_sender(text: &str) -> Option<Mailbox> {
-    let lines: Vec<&str> = text.lines().collect();
+    // Apple Mail and some webmails put the forwarded mail in a quote: its block reads the same.
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches(['>', ' '])).collect();
     (0..lines.len()).find_map(|i| {
         let line = lines[i];
         if is_original_separator(line) || is_underscore_rule(line) {
             let start = next_non_empty(&lines, i + 1)?;
             lines.iter().skip(start).take(FROM_LINE_SPAN).find_map(|l| from_line_value(l)).and_then(mailbox_from_text)
-        } else if starts_header_block(&lines, i) {
-            from_line_value(line).and_then(mailbox_from_text)
         } else {
-            None
+            header_block_from(&lines, i).and_then(mailbox_from_text)
         }
     })
 }

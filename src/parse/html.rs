@@ -3,13 +3,19 @@
 //!
 //! mail-parser's own conversion only breaks lines at `br` and `</p>`, which glues the `div`
 //! lines of Gmail and Outlook together, reply headers included.
+//!
+//! Clients also mark where the quoted history starts (Gmail's `gmail_quote`, Outlook's
+//! `divRplyFwdMsg` and `appendonsend` or its border-top header box, Yahoo's `yahoo_quoted`,
+//! Thunderbird's `moz-cite-prefix`, Apple Mail's `blockquote type="cite"`): the first such mark
+//! is returned as a line number, for reply headers in a language the text rules do not know.
 
 use mail_parser::decoders::html::add_html_token;
 
 /// Longest entity looked for after `&` (`&CounterClockwiseContourIntegral;` is 33).
 const MAX_ENTITY_LEN: usize = 40;
 
-pub(super) fn html_to_text(html: &str) -> String {
+/// The text, and the line where the first quoted-history container starts (if any).
+pub(super) fn html_to_text_with_history(html: &str) -> (String, Option<usize>) {
     let mut out = TextBuilder::default();
     let mut rest = html;
     while let Some(c) = rest.chars().next() {
@@ -54,6 +60,26 @@ struct TextBuilder {
     blockquote_depth: usize,
     pre_depth: usize,
     pending_space: bool,
+    /// Index in `lines` where the first quoted-history container opened.
+    history_line: Option<usize>,
+}
+
+/// Attribute fragments by which clients mark the container of the quoted history.
+const HISTORY_MARKS: &[&str] = &[
+    "gmail_quote",
+    "yahoo_quoted",
+    "moz-cite-prefix",
+    "moz-forward-container",
+    "divrplyfwdmsg",
+    "appendonsend",
+    "border-top:solid",
+    "type=\"cite\"",
+];
+
+/// Whether the inside of a `div` or `blockquote` tag carries one of `HISTORY_MARKS`.
+fn marks_history(inside: &str) -> bool {
+    let bytes = inside.as_bytes();
+    HISTORY_MARKS.iter().any(|mark| bytes.windows(mark.len()).any(|w| w.eq_ignore_ascii_case(mark.as_bytes())))
 }
 
 impl TextBuilder {
@@ -82,6 +108,7 @@ impl TextBuilder {
             }
             "blockquote" => {
                 self.break_line(false);
+                self.note_history(closing, inside);
                 if closing {
                     self.blockquote_depth = self.blockquote_depth.saturating_sub(1);
                 } else {
@@ -103,12 +130,24 @@ impl TextBuilder {
                 self.pending_space = true;
                 after
             }
-            "p" | "div" | "tr" | "li" | "ul" | "ol" | "table" | "hr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
-            | "section" | "article" | "header" | "footer" | "address" | "center" | "dd" | "dt" | "dl" => {
+            "div" => {
+                self.break_line(false);
+                self.note_history(closing, inside);
+                after
+            }
+            "p" | "tr" | "li" | "ul" | "ol" | "table" | "hr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "section"
+            | "article" | "header" | "footer" | "address" | "center" | "dd" | "dt" | "dl" => {
                 self.break_line(false);
                 after
             }
             _ => after,
+        }
+    }
+
+    /// Remembers the first line inside the first quoted-history container.
+    fn note_history(&mut self, closing: bool, inside: &str) {
+        if !closing && self.history_line.is_none() && marks_history(inside) {
+            self.history_line = Some(self.lines.len());
         }
     }
 
@@ -158,17 +197,26 @@ impl TextBuilder {
         self.lines.push(format!("{}{content}", "> ".repeat(depth)).trim_end().to_string());
     }
 
-    fn finish(mut self) -> String {
+    fn finish(mut self) -> (String, Option<usize>) {
         self.break_line(false);
-        // At most one blank line in a row.
+        // At most one blank line in a row, none at the start or the end; the history line is
+        // renumbered as lines go.
         let mut out: Vec<String> = Vec::with_capacity(self.lines.len());
-        for line in self.lines {
+        let mut history_line = None;
+        for (i, line) in self.lines.into_iter().enumerate() {
+            if Some(i) == self.history_line {
+                history_line = Some(out.len());
+            }
             let blank = line.is_empty();
-            if !(blank && out.last().is_some_and(|l| l.is_empty())) {
+            if !(blank && out.last().is_none_or(|l| l.is_empty())) {
                 out.push(line);
             }
         }
-        out.join("\n").trim_matches('\n').to_string()
+        while out.last().is_some_and(|l| l.is_empty()) {
+            out.pop();
+        }
+        let history_line = history_line.filter(|&line| line < out.len());
+        (out.join("\n"), history_line)
     }
 }
 
@@ -206,6 +254,10 @@ fn skip_past_closing<'a>(rest: &'a str, name: &str) -> &'a str {
 mod tests {
     use super::*;
 
+    fn html_to_text(html: &str) -> String {
+        super::html_to_text_with_history(html).0
+    }
+
     #[test]
     fn blocks_become_lines() {
         let html = "<html><head><style>p{}</style></head><body><div>Bonjour,</div><div><br></div><div>Ligne&nbsp;2 &amp; fin</div><p>Para</p></body></html>";
@@ -216,6 +268,15 @@ mod tests {
     fn blockquotes_are_quoted() {
         let html = "<div>Ok</div><div class=\"gmail_quote\">On Mon, 3 Jun 2024, X &lt;x@example.com&gt; wrote:<br><blockquote>Hello<br>there<blockquote>deep</blockquote></blockquote></div>";
         assert_eq!(html_to_text(html), "Ok\nOn Mon, 3 Jun 2024, X <x@example.com> wrote:\n> Hello\n> there\n> > deep");
+    }
+
+    #[test]
+    fn the_first_history_container_is_found() {
+        let html = "<div>Ok</div><div><br></div><div class=\"gmail_quote\"><div>2024년 6월 3일 X 작성:</div><blockquote>Hi</blockquote></div>";
+        assert_eq!(html_to_text_with_history(html), ("Ok\n\n2024년 6월 3일 X 작성:\n> Hi".to_string(), Some(2)));
+        let outlook = "<p>Done</p><div id=\"appendonsend\"></div><hr><div id=\"divRplyFwdMsg\"><b>Od:</b> x</div>";
+        assert_eq!(html_to_text_with_history(outlook).1, Some(1));
+        assert_eq!(html_to_text_with_history("<div>a</div><blockquote>b</blockquote>").1, None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use super::classify::{AutoSignals, auto_kind, parse_auth_results};
 use super::{AutoKind, InboundMail, Mailbox, ParseError, attachments, dsn, forward, quotes};
-use crate::domain::{EmailAddress, is_forward_subject};
+use crate::domain::{EmailAddress, ForwardPrefixes};
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// `In-Reply-To` + `References` entries kept; threading needs the last few, not a hostile thousand.
@@ -15,8 +15,13 @@ const MAX_SUBJECT_CHARS: usize = 998;
 const HEADER_SNIFF_BYTES: usize = 64 * 1024;
 
 /// Parses raw RFC 5322 bytes. `max_attachment_bytes` is not applied here (the store decides);
-/// all attachments are returned decoded.
+/// all attachments are returned decoded. Forwards are known by the built-in subject prefixes.
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
+    parse_with(raw, ForwardPrefixes::built_in())
+}
+
+/// [`parse`], forwards known by `forward_prefixes` (the desk's, configuration included).
+pub fn parse_with(raw: &[u8], forward_prefixes: &ForwardPrefixes) -> Result<InboundMail, ParseError> {
     check_header_block(raw)?;
     let (message, headers_only) = match std::panic::catch_unwind(|| MessageParser::default().parse(raw)) {
         Ok(message) => (message, false),
@@ -28,7 +33,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     let from = message.from().and_then(|a| mailboxes(a, 1).into_iter().next()).ok_or(ParseError::NoSender)?;
 
     let subject = clean_subject(message.subject().unwrap_or(""));
-    let text = if headers_only { raw_body_text(raw) } else { body_text(&message, raw) };
+    let (text, history_hint) = if headers_only { (raw_body_text(raw), None) } else { body_text(&message, raw) };
     let html = message.html_bodies().find_map(|part| match &part.body {
         PartType::Html(html) => Some(html.replace('\0', "")),
         _ => None,
@@ -40,10 +45,11 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     let dsn = dsn::delivery_report(&message, is_system_sender(&from.address));
     let auto = if dsn.is_some() { AutoKind::Bulk } else { auto_kind_of(&message, &from, &subject, empty_return_path) };
 
-    let forwarded_from = is_forward_subject(&subject)
+    let forwarded_from = forward_prefixes
+        .is_forward(&subject)
         .then(|| forward::forwarded_sender(&text).or_else(|| attached_original_sender(&message)))
         .flatten();
-    let new_text = match quotes::new_text(&text) {
+    let new_text = match quotes::split_with_hint(&text, history_hint).0 {
         // A bare forward has no new text of its own: the forwarded mail is the request.
         new if new.is_empty() && forwarded_from.is_some() => text.trim().to_string(),
         new => new,
@@ -281,25 +287,36 @@ fn attached_original_sender(message: &Message<'_>) -> Option<Mailbox> {
 }
 
 /// The whole text body as UTF-8: every text part of the body in order (HTML-only mail gives its
-/// text rendering), with line ends normalised to `\n` and control characters other than tab removed.
-fn body_text(message: &Message<'_>, raw: &[u8]) -> String {
+/// text rendering), with line ends normalised to `\n` and control characters other than tab removed;
+/// and, for a body rendered from HTML, the line where its quoted-history container starts.
+fn body_text(message: &Message<'_>, raw: &[u8]) -> (String, Option<usize>) {
     let mut text = String::new();
+    let mut history_hint = None;
     for &id in &message.text_body {
         let Some(part) = message.parts.get(id as usize) else { continue };
-        let piece = match &part.body {
-            PartType::Text(decoded) => super::charset::repair(part, decoded, raw),
-            PartType::Html(html) => super::html::html_to_text(html),
+        let (piece, hint) = match &part.body {
+            PartType::Text(decoded) => (super::charset::repair(part, decoded, raw), None),
+            PartType::Html(html) => super::html::html_to_text_with_history(html),
             _ => continue,
         };
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
+        }
+        if history_hint.is_none() {
+            history_hint = hint.map(|line| line + line_ends(&text));
         }
         text.push_str(&piece);
     }
     if message.text_body.is_empty() && message.html_body.is_empty() {
         text = broken_multipart_text(message).unwrap_or(text);
     }
-    clean_text(&text)
+    (clean_text(&text), history_hint)
+}
+
+/// How many line ends `text` has once cleaned (`\r\n`, `\n` and a lone `\r` each end a line).
+fn line_ends(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().filter(|&(i, &b)| b == b'\n' || b == b'\r' && bytes.get(i + 1) != Some(&b'\n')).count()
 }
 
 /// Everything after the header block, as text.
@@ -399,6 +416,12 @@ mod tests {
                 mail.attachments.iter().find(|a| a.name == "g.pdf").map(|a| a.data.clone()).unwrap_or_default();
             assert!(decoded == data, "{len} bytes as a single part");
         }
+    }
+
+    #[test]
+    fn line_ends_count_as_cleaning_makes_them() {
+        assert_eq!(line_ends("a\r\nb\rc\nd"), 3);
+        assert_eq!(clean_text("a\r\nb\rc\nd").matches('\n').count(), 3);
     }
 
     #[test]

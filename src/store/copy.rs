@@ -79,7 +79,7 @@ pub fn copy_all(from: &Store, to: &Store) -> anyhow::Result<Vec<(&'static str, u
         copy_table!(src, dst, undeliverable, (address: String, until_at: i64, reason: String)),
         copy_table!(src, dst, mailbox_state, (name: String, uidvalidity: Option<i64>, last_uid: i64, server_count: i64,
             ingested: i64, quarantined: i64, last_poll: Option<i64>, last_error: Option<String>,
-            lease_holder: Option<String>, lease_until: i64)),
+            lease_holder: Option<String>, lease_until: i64, last_success: Option<i64>, failing_since: Option<i64>)),
         copy_table!(src, dst, reads, (email: String, ticket_number: i64, read_at: i64)),
         copy_table!(src, dst, saved_criteria, (email: String, query: String)),
         copy_table!(src, dst, timers, (ticket_number: i64, kind: String, due_at: i64, fired_at: Option<i64>)),

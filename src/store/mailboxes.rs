@@ -20,6 +20,10 @@ pub struct MailboxState {
     pub last_error: Option<String>,
     pub lease_holder: Option<String>,
     pub lease_until: i64,
+    /// The last poll without error.
+    pub last_success: Option<i64>,
+    /// Set by the first error after a success; cleared with `last_error`.
+    pub failing_since: Option<i64>,
 }
 
 /// Creates the mailbox's row when missing; two daemons (or loops) may do it at once.
@@ -67,6 +71,7 @@ pub fn advance(conn: &mut Conn, name: &str, uid: i64, ingested: i64, quarantined
             ms::quarantined.eq(ms::quarantined + quarantined),
             // A batch committed: whatever went wrong before is over.
             ms::last_error.eq(None::<String>),
+            ms::failing_since.eq(None::<i64>),
         ))
         .execute(conn)?;
     Ok(())
@@ -78,10 +83,12 @@ pub fn advance(conn: &mut Conn, name: &str, uid: i64, ingested: i64, quarantined
 pub fn record_poll(conn: &mut Conn, name: &str, server_count: i64, at: i64, all_done: bool) -> anyhow::Result<()> {
     ensure(conn, name)?;
     diesel::update(ms::table.find(name))
-        .set((ms::server_count.eq(server_count), ms::last_poll.eq(at)))
+        .set((ms::server_count.eq(server_count), ms::last_poll.eq(at), ms::last_success.eq(at)))
         .execute(conn)?;
     if all_done {
-        diesel::update(ms::table.find(name)).set(ms::last_error.eq(None::<String>)).execute(conn)?;
+        diesel::update(ms::table.find(name))
+            .set((ms::last_error.eq(None::<String>), ms::failing_since.eq(None::<i64>)))
+            .execute(conn)?;
     }
     Ok(())
 }
@@ -89,6 +96,9 @@ pub fn record_poll(conn: &mut Conn, name: &str, server_count: i64, at: i64, all_
 pub fn record_error(conn: &mut Conn, name: &str, at: i64, error: &str) -> anyhow::Result<()> {
     ensure(conn, name)?;
     diesel::update(ms::table.find(name)).set((ms::last_poll.eq(at), ms::last_error.eq(error))).execute(conn)?;
+    diesel::update(ms::table.find(name).filter(ms::failing_since.is_null()))
+        .set(ms::failing_since.eq(at))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -137,6 +147,10 @@ pub struct MailboxStatus {
     pub uidvalidity: Option<i64>,
     pub last_poll: Option<String>,
     pub last_error: Option<String>,
+    /// The last poll without error.
+    pub last_success: Option<String>,
+    /// Since when the mailbox has been failing (while `last_error` is set).
+    pub failing_since: Option<String>,
 }
 
 impl From<MailboxState> for MailboxStatus {
@@ -150,6 +164,8 @@ impl From<MailboxState> for MailboxStatus {
             uidvalidity: s.uidvalidity,
             last_poll: s.last_poll.map(rfc3339),
             last_error: s.last_error,
+            last_success: s.last_success.map(rfc3339),
+            failing_since: s.failing_since.map(rfc3339),
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod copy;
 pub mod held;
 pub mod mailboxes;
+pub mod maintenance;
 pub mod oauth_tokens;
 pub mod outbox;
 pub mod raw;

@@ -120,6 +120,8 @@ diesel::table! {
         last_error -> Nullable<Text>,
         lease_holder -> Nullable<Text>,
         lease_until -> BigInt,
+        last_success -> Nullable<BigInt>,
+        failing_since -> Nullable<BigInt>,
     }
 }
 

@@ -46,7 +46,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::{App, Shutdown};
 
@@ -67,7 +66,8 @@ pub fn router(app: App) -> Router {
     // Every route but the three that take files reads 16 KB at most: a larger Content-Length is
     // refused (413) before the handler runs, and a body that grows past it is cut.
     let without_files = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(crate::ops::health::healthz_public))
+        .route("/readyz", get(crate::ops::health::readyz_public))
         .route("/static/{file}", get(assets::serve))
         .route("/login", get(login::form).post(login::request_link))
         .route("/login/{token}", get(login::confirm_page).post(login::confirm))
@@ -88,7 +88,7 @@ pub fn router(app: App) -> Router {
         .route("/tickets/{n}/assign", post(ticket::assign))
         .route("/messages/{id}/html", get(ticket::message_html))
         .route("/attachments/{id}", get(ticket::attachment))
-        .layer(RequestBodyLimitLayer::new(FORM_LIMIT));
+        .layer(middleware::from_fn_with_state(app.clone(), limit_form_body));
     let with_files = Router::new()
         .route("/tickets", post(new_ticket::create))
         .route("/tickets/{n}/reply", post(ticket::reply))
@@ -105,6 +105,26 @@ pub fn router(app: App) -> Router {
 
 /// The body of any form without files (login, status, criteria…): SPEC §7 reads at most 16 KB.
 pub const FORM_LIMIT: usize = 16 * 1024;
+/// What an over-long body may still send while it is answered 413: read and dropped, so that
+/// closing the connection never resets it under the client before it reads the answer.
+const DRAIN_LIMIT: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// 413 for a body announced over [`FORM_LIMIT`] before the handler runs; a body without a length
+/// is cut at the limit as it streams (the extractors answer 413 then).
+async fn limit_form_body(State(app): State<App>, req: Request, next: Next) -> Response {
+    let announced =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > FORM_LIMIT) {
+        use http_body_util::BodyExt;
+        let lang = session::Lang::of(req.headers(), &app.settings);
+        let mut body = http_body_util::Limited::new(req.into_body(), DRAIN_LIMIT);
+        let _ = tokio::time::timeout(DRAIN_TIME, async { while let Some(Ok(_)) = body.frame().await {} }).await;
+        return WebError::TooLarge(pages::text(lang, "form_too_large", &[])).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    next.run(Request::from_parts(parts, axum::body::Body::new(http_body_util::Limited::new(body, FORM_LIMIT)))).await
+}
 
 /// Serves the pages until shutdown, finishing requests in flight.
 pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -113,21 +133,22 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: Shutdo
     Ok(())
 }
 
-/// Serves `/metrics` (and `/healthz`) on the metrics listener, never on the public one.
+/// Serves `/metrics` (and `/healthz`, `/readyz`) on the metrics listener, never on the public one.
 pub async fn serve_metrics(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::telemetry::metrics_handle();
     let router = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(crate::ops::health::healthz_operator))
+        .route("/readyz", get(crate::ops::health::readyz_operator))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(app);
     server::serve(router, listener, 64, shutdown).await;
     Ok(())
 }
 
-/// Prometheus text; the outbox gauges are read from the database at each scrape.
+/// Prometheus text; the outbox and mailbox gauges are read from the database at each scrape.
 async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
-    let status = app.store.run(|s| s.read(|c| crate::store::outbox::status(c, crate::store::now()))).await?;
+    let status = app.store.run(|s| s.read(crate::ops::health::scrape)).await?;
     metrics::gauge!("guichet_outbox_pending").set(status.pending as f64);
     metrics::gauge!("guichet_outbox_retrying").set(status.retrying as f64);
     metrics::gauge!("guichet_outbox_failed").set(status.failed as f64);

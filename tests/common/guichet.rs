@@ -122,10 +122,17 @@ timeout_seconds = 10
         v["tickets"].as_array().unwrap().clone()
     }
 
+    /// `guichet status --json`, parsed; it also prints while a mailbox or the outbox is in error
+    /// (and then exits non-zero: see [`Config::status_exit`]).
     pub fn status(&self) -> serde_json::Value {
         let out = self.cli(&["status", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status JSON: {e}; stderr {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// The exit code of `guichet status`.
+    pub fn status_exit(&self) -> i32 {
+        self.cli(&["status"]).status.code().expect("status exits")
     }
 
     pub fn start(&self) -> Daemon {

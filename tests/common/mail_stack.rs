@@ -271,10 +271,19 @@ impl MailStack {
     }
 
     /// An IMAP session logged in as `user` (plain TCP, LOGIN with [`MailStack::PASSWORD`]).
+    /// A connection dropped at once is tried again for a few seconds: right after a restart,
+    /// Dovecot's login processes may still be starting (seen under load).
     pub async fn imap_session(&self, user: &str) -> ImapSession {
-        self.try_imap_session(user)
-            .await
-            .unwrap_or_else(|e| panic!("IMAP login as {user} on port {}: {e}", self.imap_port))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_imap_session(user).await {
+                Ok(session) => return session,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("IMAP login as {user} on port {}: {e}", self.imap_port)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// Like [`MailStack::imap_session`], returning the failure (e.g. while Dovecot is stopped).

@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::domain::{EmailAddress, StaffList, SubjectToken};
+use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
 use crate::oauth::{AuthMethod, Grant, OAuthConfig, Provider};
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
-const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+mod secrets;
+mod timers;
+
+pub use timers::{Timers, parse_duration, parse_time_of_day};
+
+const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,99 +32,10 @@ pub struct Settings {
     pub companies: Vec<Company>,
     #[serde(default)]
     pub timers: Timers,
-}
-
-/// SPEC §8 timers, as durations ("3d", "4h", "30s"; "" = off), and the digest's time of day.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Timers {
     #[serde(default)]
-    pub remind_waiting: String,
+    pub log: crate::ops::LogSettings,
     #[serde(default)]
-    pub close_waiting: String,
-    #[serde(default)]
-    pub escalate_blocking: String,
-    #[serde(default)]
-    pub escalate_normal: String,
-    #[serde(default)]
-    pub escalate_low: String,
-    /// "08:00" in `helpdesk.time_zone`; "" = no digest.
-    #[serde(default)]
-    pub digest_at: String,
-}
-
-/// "90s", "15m", "4h", "3d", "1w" (or several: "1d12h") → seconds; "" → None (off).
-pub fn parse_duration(text: &str) -> Result<Option<i64>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            ' ' => continue,
-            _ => return Err(format!("`{text}`: unknown unit `{c}` (use s, m, h, d, w)")),
-        };
-        let n: i64 = digits.parse().map_err(|_| format!("`{text}`: a number must come before `{c}`"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!("`{text}`: a unit must follow {digits} (s, m, h, d, w)"));
-    }
-    if total <= 0 {
-        return Err(format!("`{text}`: a duration must be positive"));
-    }
-    Ok(Some(total))
-}
-
-/// "08:00" → minutes after midnight.
-pub fn parse_time_of_day(text: &str) -> Result<Option<u32>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let (h, m) = text.split_once(':').ok_or_else(|| format!("`{text}` is not HH:MM"))?;
-    match (h.parse::<u32>(), m.parse::<u32>()) {
-        (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 => Ok(Some(h * 60 + m)),
-        _ => Err(format!("`{text}` is not HH:MM")),
-    }
-}
-
-impl Timers {
-    fn entries(&self) -> [(&'static str, &str); 5] {
-        [
-            ("remind_waiting", &self.remind_waiting),
-            ("close_waiting", &self.close_waiting),
-            ("escalate_blocking", &self.escalate_blocking),
-            ("escalate_normal", &self.escalate_normal),
-            ("escalate_low", &self.escalate_low),
-        ]
-    }
-
-    /// A timer's duration in seconds (validated at load).
-    pub fn seconds(&self, key: &str) -> Option<i64> {
-        self.entries().iter().find(|(k, _)| *k == key).and_then(|(_, v)| parse_duration(v).ok().flatten())
-    }
-
-    /// Whether any timer that follows tickets is on (the digest does not).
-    pub fn any_ticket_timer(&self) -> bool {
-        self.entries().iter().any(|(_, v)| !v.trim().is_empty())
-    }
-
-    pub fn digest_minute(&self) -> Option<u32> {
-        parse_time_of_day(&self.digest_at).ok().flatten()
-    }
+    pub retention: crate::ops::RetentionSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -165,6 +81,10 @@ pub struct Helpdesk {
     /// Time zone of the digest and of times shown without JavaScript (IANA name).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Subject prefixes, without their colon, that mark a forward besides the built-in ones of
+    /// every language (`Fwd`, `TR`, `WG`, `RV`, `I`, `Doorst`, `PD`…).
+    #[serde(default)]
+    pub forward_prefixes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -508,46 +428,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Replaces each `*_file` by the secret it holds (one trailing line break dropped).
-    fn read_secret_files(&mut self, env: &[(String, String)], config_dir: Option<&Path>) -> anyhow::Result<()> {
-        let credentials = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY").map(|(_, v)| PathBuf::from(v));
-        let dirs = Dirs { credentials: credentials.as_deref(), config: config_dir };
-        for (i, m) in self.mailboxes.iter_mut().enumerate() {
-            if let Some(file) = &m.password_file {
-                if !m.password.is_empty() {
-                    bail!("configuration: mailbox[{i}] has both password and password_file: keep one");
-                }
-                m.password = read_secret(file, &dirs, &format!("mailbox[{i}].password_file"))?;
-            }
-            if let Some(file) = &m.oauth_client_secret_file {
-                if m.oauth_client_secret.is_some() {
-                    bail!(
-                        "configuration: mailbox[{i}] has both oauth_client_secret and oauth_client_secret_file: keep one"
-                    );
-                }
-                m.oauth_client_secret =
-                    Some(read_secret(file, &dirs, &format!("mailbox[{i}].oauth_client_secret_file"))?);
-            }
-        }
-        if let Some(smtp) = &mut self.smtp
-            && let Some(file) = &smtp.oauth_client_secret_file
-        {
-            if smtp.oauth_client_secret.is_some() {
-                bail!("configuration: smtp has both oauth_client_secret and oauth_client_secret_file: keep one");
-            }
-            smtp.oauth_client_secret = Some(read_secret(file, &dirs, "smtp.oauth_client_secret_file")?);
-        }
-        if let Some(smtp) = &mut self.smtp
-            && let Some(file) = &smtp.password_file
-        {
-            if smtp.password.is_some() {
-                bail!("configuration: smtp has both password and password_file: keep one");
-            }
-            smtp.password = Some(read_secret(file, &dirs, "smtp.password_file")?);
-        }
-        Ok(())
-    }
-
     /// Applies the OAuth presets and checks the OAuth keys of every mailbox and of `[smtp]`.
     fn resolve_oauth(&mut self) -> anyhow::Result<()> {
         for (i, m) in self.mailboxes.iter_mut().enumerate() {
@@ -590,6 +470,12 @@ impl Settings {
         for rule in &h.spam_headers {
             if rule.split_once(':').is_none_or(|(name, value)| name.trim().is_empty() || value.trim().is_empty()) {
                 bail!("configuration: helpdesk.spam_headers entry `{rule}` must read `Header-Name: value`");
+            }
+        }
+        for prefix in &h.forward_prefixes {
+            // A prefix is matched before its colon: one inside it could never match.
+            if prefix.trim().is_empty() || prefix.contains([':', '：']) {
+                bail!("configuration: helpdesk.forward_prefixes entry `{prefix}` must be a word without its colon");
             }
         }
         if h.max_attachment_bytes == 0 {
@@ -677,6 +563,7 @@ impl Settings {
         if self.web.max_connections == 0 {
             bail!("configuration: web.max_connections must be positive");
         }
+        crate::ops::validate(self)?;
         Ok(())
     }
 
@@ -693,6 +580,10 @@ impl Settings {
 
     pub fn token(&self) -> SubjectToken {
         SubjectToken::new(&self.helpdesk.subject_tag, &self.helpdesk.legacy_subject_tags)
+    }
+
+    pub fn forward_prefixes(&self) -> ForwardPrefixes {
+        ForwardPrefixes::new(&self.helpdesk.forward_prefixes)
     }
 
     /// Our own addresses: the helpdesk, its aliases and every mailbox's login when it is an address.
@@ -815,29 +706,6 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Environment values are strings: lists are comma-separated, numbers and booleans parsed.
-/// Where relative secret files are looked for.
-struct Dirs<'a> {
-    credentials: Option<&'a Path>,
-    config: Option<&'a Path>,
-}
-
-/// A secret from `file`: a relative name in `$CREDENTIALS_DIRECTORY` when it is there, else
-/// beside the configuration file.
-fn read_secret(file: &Path, dirs: &Dirs, key: &str) -> anyhow::Result<String> {
-    let path = match (dirs.credentials, dirs.config) {
-        (Some(dir), _) if file.is_relative() && dir.join(file).exists() => dir.join(file),
-        (_, Some(dir)) if file.is_relative() => dir.join(file),
-        _ => file.to_path_buf(),
-    };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("configuration: {key}: cannot read {}", path.display()))?;
-    let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if secret.is_empty() {
-        bail!("configuration: {key}: {} is empty", path.display());
-    }
-    Ok(secret.to_string())
-}
-
 /// `MAILBOX__0__PASSWORD` → `mailbox[0].password`: a number is an index into a list of tables
 /// (`[[mailbox]]`), so that every key of every entry can come from the environment (SPEC §9).
 fn env_path(rest: &str) -> String {
@@ -856,8 +724,13 @@ fn env_path(rest: &str) -> String {
 }
 
 fn env_value(path: &str, value: &str) -> config::Value {
-    const LISTS: &[&str] =
-        &["helpdesk.staff", "helpdesk.staff_notify", "helpdesk.legacy_subject_tags", "helpdesk.aliases"];
+    const LISTS: &[&str] = &[
+        "helpdesk.staff",
+        "helpdesk.staff_notify",
+        "helpdesk.legacy_subject_tags",
+        "helpdesk.aliases",
+        "helpdesk.forward_prefixes",
+    ];
     if LISTS.contains(&path) || path.ends_with(".oauth_scopes") {
         let items: Vec<config::Value> = value
             .split(',')
@@ -969,6 +842,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("mailbox[0].oauth_client_secret"), "{err}");
+    }
+
+    #[test]
+    fn forward_prefixes_extend_the_built_in_ones_and_must_be_words() {
+        let s = load("[helpdesk]\nforward_prefixes = [\"Doorgestuurd\"]\n", &[]).unwrap();
+        assert!(s.forward_prefixes().is_forward("Doorgestuurd: x") && s.forward_prefixes().is_forward("WG: x"));
+        let s = load("", &[("GUICHET__HELPDESK__FORWARD_PREFIXES", "Weiter, Fwd2")]).unwrap();
+        assert_eq!(s.helpdesk.forward_prefixes, vec!["Weiter", "Fwd2"]);
+        let err = load("[helpdesk]\nforward_prefixes = [\"Fwd:\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("helpdesk.forward_prefixes"), "{err}");
     }
 
     #[test]

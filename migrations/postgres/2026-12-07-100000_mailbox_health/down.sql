@@ -1,0 +1,2 @@
+ALTER TABLE mailbox_state DROP COLUMN failing_since;
+ALTER TABLE mailbox_state DROP COLUMN last_success;

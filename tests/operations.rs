@@ -1,0 +1,463 @@
+//! Operations (SPEC §10, issue 16): check-config, status exit codes, /healthz and /readyz, the
+//! per-mailbox metrics, backup, forget, retention, log formats and systemd's readiness
+//! notification — each against the real `guichet` binary, a real Dovecot and Postfix, and the
+//! test's SQLite file or PostgreSQL database (`GUICHET_TEST_POSTGRES`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::guichet::{Config, HELPDESK, free_port, mail, mailbox, wait_for};
+use common::mail_stack::MailStack;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn on_postgres() -> bool {
+    std::env::var("GUICHET_TEST_POSTGRES").is_ok_and(|s| !s.is_empty())
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    Some(http_get(port, path))
+}
+
+/// A mailbox block whose password Dovecot refuses.
+fn wrong_password_mailbox(stack: &MailStack) -> String {
+    mailbox(stack, "")
+        .replace("name = \"support\"", "name = \"helpdesk-inbox\"")
+        .replace(&format!("password = \"{}\"", MailStack::PASSWORD), "password = \"not-the-password\"")
+}
+
+/// Pipes a mail into `guichet ingest`.
+fn ingest(cfg: &Config, raw: &[u8]) {
+    let file = cfg.dir.path().join(format!("mail-{}.eml", free_port()));
+    std::fs::write(&file, raw).unwrap();
+    let out = cfg.cli(&["ingest", file.to_str().unwrap()]);
+    assert!(out.status.success(), "ingest: {}", text(&out));
+}
+
+/// A mail with a text part and a file (`base64`, named `file.bin`).
+fn mail_with_file(from: &str, message_id: &str, text: &str, base64: &str) -> String {
+    let headers = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n";
+    let body = format!(
+        "--b\nContent-Type: text/plain\n\n{text}\n--b\nContent-Type: application/octet-stream\n\
+         Content-Disposition: attachment; filename=\"file.bin\"\nContent-Transfer-Encoding: base64\n\n{base64}\n--b--"
+    );
+    let raw = String::from_utf8(mail(from, "Avec un fichier", message_id, headers, &body)).unwrap();
+    // `mail` names a text/plain body; this one is multipart.
+    raw.replace("Content-Type: text/plain; charset=utf-8\n", "")
+}
+
+fn sqlite_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.database_url.strip_prefix("sqlite://").expect("a SQLite database").into()
+}
+
+#[test]
+fn check_config_connects_to_every_part_and_exits_0_when_all_work() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+
+    let out = cfg.cli(&["check-config"]);
+
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for line in ["configuration: ok", "database: ok", "mailbox support: ok", "smtp 127.0.0.1"] {
+        assert!(said.contains(line), "`{line}` missing from:\n{said}");
+    }
+    assert!(!said.contains("FAILED"), "{said}");
+}
+
+#[test]
+fn a_wrong_imap_password_fails_check_config_naming_the_mailbox() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", &wrong_password_mailbox(&stack));
+
+    let out = cfg.cli(&["check-config"]);
+
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let line = said.lines().find(|l| l.contains("helpdesk-inbox")).unwrap_or_else(|| panic!("no mailbox line: {said}"));
+    assert!(line.contains("FAILED") && line.contains("login"), "{line}");
+    assert!(said.contains("database: ok"), "the other parts are still checked: {said}");
+}
+
+#[test]
+fn smtp_down_fails_check_config() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    stack.stop_smtp();
+
+    let out = cfg.cli(&["check-config"]);
+
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("smtp") && l.contains("FAILED")), "{said}");
+    assert!(said.contains("mailbox support: ok"), "{said}");
+}
+
+#[test]
+fn a_bad_value_fails_check_config_naming_the_key() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "[log]\nformat = \"xml\"\n");
+
+    let out = cfg.cli(&["check-config"]);
+
+    assert!(!out.status.success());
+    assert!(text(&out).contains("format"), "{}", text(&out));
+}
+
+#[test]
+fn status_exits_non_zero_while_a_mailbox_or_the_outbox_is_in_error() {
+    let stack = MailStack::start();
+    // A healthy installation: status exits 0.
+    let good = Config::new(&stack, "", "");
+    let mut daemon = good.start();
+    wait_for(WAIT, "a first poll", || good.status()["mailboxes"][0]["last_poll"].as_str().map(drop));
+    assert_eq!(good.status_exit(), 0);
+    daemon.stop();
+
+    // A mailbox that cannot log in.
+    let bad = Config::new(&stack, "", &wrong_password_mailbox(&stack));
+    let _daemon = bad.start();
+    wait_for(WAIT, "the login error in status", || bad.status()["mailboxes"][0]["last_error"].as_str().map(drop));
+    assert_ne!(bad.status_exit(), 0);
+
+    // The SMTP server down while a notification waits.
+    stack.stop_smtp();
+    ingest(&good, &mail("marie@customer.example", "Imprimante", "outbox-down@customer.example", "", "Bonjour"));
+    let mut daemon = good.start();
+    wait_for(WAIT, "a failed attempt", || (good.status()["outbox"]["retrying"].as_i64() > Some(0)).then_some(()));
+    assert_ne!(good.status_exit(), 0);
+    daemon.stop();
+    stack.start_smtp();
+}
+
+#[test]
+fn healthz_answers_503_when_the_database_does_not() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let _daemon = cfg.start();
+    let (status, _) = wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/healthz"));
+    assert_eq!(status, 200);
+
+    if on_postgres() {
+        let (server, name) = cfg.database_url.rsplit_once('/').unwrap();
+        let out = std::process::Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-q", "-c", &format!("DROP DATABASE {name} WITH (FORCE)")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let db = sqlite_path(&cfg);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let (status, body) = http_get(cfg.web_port, "/healthz");
+        assert_eq!(status, 503, "an unreadable file: {body}");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(http_get(cfg.web_port, "/healthz").0, 200, "readable again");
+        let dir = db.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(http_get(cfg.web_port, "/healthz").0, 503, "a closed directory");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::rename(&db, db.with_extension("moved")).unwrap();
+    }
+
+    let (status, body) = http_get(cfg.web_port, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("database"), "{body}");
+    assert_eq!(http_get(cfg.web_port, "/readyz").0, 503);
+}
+
+#[test]
+fn readyz_answers_503_once_a_mailbox_has_failed_for_ten_polls() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", &wrong_password_mailbox(&stack));
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let _daemon = cfg.start_with(&[("GUICHET__WEB__METRICS_LISTEN", listen.as_str())]);
+    wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/readyz"));
+    wait_for(WAIT, "the login error in status", || cfg.status()["mailboxes"][0]["last_error"].as_str().map(drop));
+    assert_eq!(http_get(cfg.web_port, "/readyz").0, 200, "failing for less than poll_seconds × 10 (10 s)");
+
+    let body = wait_for(WAIT, "readyz 503", || {
+        let (status, body) = http_get(cfg.web_port, "/readyz");
+        (status == 503).then_some(body)
+    });
+
+    assert_eq!(body.trim(), "mailbox: unavailable", "the public listener names no server");
+    let (status, details) = http_get(metrics_port, "/readyz");
+    assert_eq!(status, 503);
+    assert!(details.contains("helpdesk-inbox") && details.contains("login"), "the operator's: {details}");
+    assert_eq!(http_get(cfg.web_port, "/healthz").0, 200, "the process and its database are fine");
+}
+
+#[test]
+fn metrics_show_each_mailbox_its_errors_the_quarantine_and_the_outbox_age() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", &format!("{}{}", mailbox(&stack, ""), wrong_password_mailbox(&stack)));
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let _daemon = cfg.start_with(&[("GUICHET__WEB__METRICS_LISTEN", listen.as_str())]);
+
+    let body = wait_for(WAIT, "both mailboxes in the metrics", || {
+        let (_, body) = try_http_get(metrics_port, "/metrics")?;
+        (body.contains(r#"guichet_mailbox_last_success_timestamp_seconds{mailbox="support"}"#)
+            && body.contains(r#"guichet_mailbox_failing{mailbox="helpdesk-inbox"} 1"#))
+        .then_some(body)
+    });
+
+    assert!(body.contains(r#"guichet_mailbox_errors_total{mailbox="helpdesk-inbox"}"#), "{body}");
+    assert!(body.contains(r#"guichet_mailbox_failing{mailbox="support"} 0"#), "{body}");
+    assert!(body.contains(r#"guichet_quarantine_size{mailbox="support"} 0"#), "{body}");
+    assert!(body.contains("guichet_outbox_oldest_pending_age_seconds"), "{body}");
+}
+
+#[test]
+fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    for i in 0..3 {
+        ingest(
+            &cfg,
+            &mail("marie@customer.example", &format!("Demande {i}"), &format!("b{i}@customer.example"), "", "x"),
+        );
+    }
+    let _daemon = cfg.start();
+    wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/healthz"));
+    let copy = cfg.dir.path().join("backup.db");
+
+    let out = cfg.cli(&["backup", copy.to_str().unwrap()]);
+
+    if on_postgres() {
+        assert!(!out.status.success());
+        assert!(text(&out).contains("pg_dump"), "{}", text(&out));
+        return;
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    let store = guichet::store::Store::open(&format!("sqlite://{}", copy.display()), 1).unwrap();
+    let tickets = store.read(guichet::store::tickets::all_tickets).unwrap();
+    assert_eq!(tickets.len(), 3);
+    let again = cfg.cli(&["backup", copy.to_str().unwrap()]);
+    assert!(!again.status.success(), "never overwrites");
+}
+
+#[test]
+fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_runs() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let person = "jeanne.forgetme@customer.example";
+    // Mail clients spell addresses as they like: the erasure finds every spelling.
+    let from = "Jeanne <Jeanne.ForgetMe@Customer.example>";
+    let raw = mail_with_file(from, "f1@customer.example", "Mon numero secret est 0612345678", "U0VDUkVUUEFZTE9BRA==");
+    ingest(&cfg, raw.as_bytes());
+    let cc = "Cc: JEANNE.FORGETME@customer.example\n";
+    ingest(
+        &cfg,
+        &mail("other@customer.example", "Autre", "f2@customer.example", cc, "Voir Jeanne.Forgetme@customer.example"),
+    );
+    assert!(cfg.cli(&["login-link", person]).status.success());
+    // The daemon runs meanwhile, and has sent the acknowledgements and staff notifications.
+    let _daemon = cfg.start();
+    wait_for(WAIT, "the notifications sent", || (cfg.status()["outbox"]["pending"] == 0).then_some(()));
+
+    let out = cfg.cli(&["forget", person]);
+
+    assert!(out.status.success(), "{}", text(&out));
+    let tickets = cfg.tickets();
+    assert_eq!(tickets.len(), 2, "tickets stay");
+    let first = cfg.ticket(1).unwrap();
+    let requester = first["requester"].as_str().unwrap();
+    assert!(requester.starts_with("forgotten-") && requester.ends_with("@invalid"), "{requester}");
+    let all = serde_json::to_string(&[cfg.ticket(1), cfg.ticket(2)]).unwrap().to_lowercase();
+    assert!(!all.contains(person) && !all.contains("0612345678"), "{all}");
+    let dump = database_bytes(&cfg).to_ascii_lowercase();
+    for needle in [person, "0612345678", "secretpayload", "U0VDUkVUUEFZTE9BRA"] {
+        let needle = needle.to_ascii_lowercase().into_bytes();
+        if let Some(at) = dump.windows(needle.len()).position(|w| w == needle) {
+            let around = &dump[at.saturating_sub(300)..(at + 100).min(dump.len())];
+            panic!(
+                "`{}` still in the database: …{}…",
+                String::from_utf8_lossy(&needle),
+                String::from_utf8_lossy(around)
+            );
+        }
+    }
+    let other = cfg.ticket(2).unwrap();
+    assert_eq!(other["requester"], "other@customer.example", "other people stay");
+}
+
+/// Every byte the database holds: the SQLite file and its log, or a dump of the PostgreSQL
+/// database (whose dead rows `forget` rewrote away; the dump shows the live ones).
+fn database_bytes(cfg: &Config) -> Vec<u8> {
+    if on_postgres() {
+        let out = std::process::Command::new("pg_dump").arg(&cfg.database_url).output().expect("pg_dump runs");
+        assert!(out.status.success(), "{}", text(&out));
+        return out.stdout;
+    }
+    let db = sqlite_path(cfg);
+    let mut bytes = std::fs::read(&db).unwrap();
+    for log in ["-wal", "-journal"] {
+        let mut name = db.clone().into_os_string();
+        name.push(log);
+        bytes.extend(std::fs::read(name).unwrap_or_default());
+    }
+    bytes
+}
+
+#[test]
+fn retention_drops_raw_mail_of_old_closed_tickets_and_keeps_messages_and_files() {
+    use diesel::prelude::*;
+    use guichet::store::schema::{raw_mails, tickets};
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "[retention]\nraw_mail_days = 30\n");
+    let old = mail_with_file("a@customer.example", "r1@customer.example", "Ancien", "T0xERklMRQ==");
+    ingest(&cfg, old.as_bytes());
+    ingest(&cfg, &mail("b@customer.example", "Ouvert", "r2@customer.example", "", "encore ouvert"));
+    // Ticket 1 was closed 40 days ago, and its mail came before that.
+    let store = guichet::store::Store::open(&cfg.database_url, 1).unwrap();
+    let long_ago = guichet::store::now() - 41 * 86_400;
+    store
+        .write(|c| {
+            diesel::update(tickets::table.find(1i64))
+                .set((tickets::status.eq("closed"), tickets::closed_at.eq(long_ago + 86_400)))
+                .execute(c)?;
+            diesel::update(raw_mails::table).set(raw_mails::received_at.eq(long_ago)).execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    let raw_size = |n: i64| -> usize {
+        store
+            .read(|c| {
+                let data: Vec<Vec<u8>> =
+                    raw_mails::table.filter(raw_mails::ticket_number.eq(n)).select(raw_mails::data).load(c)?;
+                Ok(data.iter().map(Vec::len).sum())
+            })
+            .unwrap()
+    };
+    assert!(raw_size(1) > 0);
+
+    let _daemon = cfg.start();
+
+    wait_for(WAIT, "the raw mail of ticket 1 dropped", || (raw_size(1) == 0).then_some(()));
+    assert!(raw_size(2) > 0, "an open ticket keeps its raw mail");
+    let t = cfg.ticket(1).unwrap();
+    let message = &t["messages"][0];
+    assert!(message["text"].as_str().unwrap().contains("Ancien"), "{t}");
+    let id = message["attachments"][0]["id"].as_i64().expect("the file is still listed");
+    let file = store.read(|c| guichet::store::tickets::attachment_any(c, id)).unwrap().expect("the file");
+    assert_eq!(file.2, b"OLDFILE");
+}
+
+#[test]
+fn retention_of_0_days_drops_raw_mail_once_the_ticket_is_closed() {
+    use diesel::prelude::*;
+    use guichet::store::schema::{raw_mails, tickets};
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "[retention]\nraw_mail_days = 0\n");
+    ingest(&cfg, &mail("a@customer.example", "Fini", "z1@customer.example", "", "merci"));
+    let store = guichet::store::Store::open(&cfg.database_url, 1).unwrap();
+    let now = guichet::store::now();
+    store
+        .write(|c| {
+            diesel::update(tickets::table.find(1i64))
+                .set((tickets::status.eq("closed"), tickets::closed_at.eq(now)))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+
+    let _daemon = cfg.start();
+
+    wait_for(WAIT, "the raw mail dropped", || {
+        let data: Vec<u8> = store.read(|c| Ok(raw_mails::table.select(raw_mails::data).first(c)?)).unwrap();
+        data.is_empty().then_some(())
+    });
+    assert!(cfg.ticket(1).unwrap()["messages"][0]["text"].as_str().unwrap().contains("merci"));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour_off_a_terminal() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let mut daemon = cfg.start_with(&[("GUICHET__LOG__FORMAT", "json")]);
+    wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/healthz"));
+    daemon.stop();
+    let logs = daemon.logs();
+    assert!(logs.lines().count() >= 2, "{logs}");
+    for line in logs.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+
+    let mut daemon = cfg.start();
+    wait_for(WAIT, "the web view", || try_http_get(cfg.web_port, "/healthz"));
+    daemon.stop();
+    let logs = daemon.logs();
+    assert!(logs.contains("web view listening"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "no escape codes when stderr is a file: {logs:?}");
+}
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_then_stopping() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let socket_path = cfg.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut daemon = cfg.start_with(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+
+    let n = socket.recv(&mut buf).expect("a notification before the timeout");
+    assert_eq!(&buf[..n], b"READY=1");
+    let (status, _) = http_get(cfg.web_port, "/healthz");
+    assert_eq!(status, 200, "ready means serving");
+    let exit = daemon.stop();
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(exit.success());
+    let _ = HELPDESK;
+}
+
+#[test]
+fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("debian/guichet.service")).unwrap();
+    let has = |line: &str| unit.lines().any(|l| l.trim() == line);
+
+    for line in [
+        "Type=notify",
+        "User=guichet",
+        "StateDirectory=guichet",
+        "LoadCredential=guichet.toml:/etc/guichet/guichet.toml",
+        "Environment=GUICHET_CONFIG=%d/guichet.toml",
+        "ExecStart=/usr/bin/guichet run",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(has(line), "`{line}` missing from debian/guichet.service");
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[package.metadata.deb]") && manifest.contains("maintainer-scripts = \"debian/\""));
+    assert!(root.join("debian/postinst").exists() && root.join("Containerfile").exists());
+}
