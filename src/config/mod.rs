@@ -8,13 +8,17 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
-use crate::oauth::{AuthMethod, Grant, OAuthConfig, Provider};
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
+mod oauth;
 mod secrets;
+mod servers;
 mod timers;
+mod web;
 
+pub use servers::{FirstRun, MailboxSettings, Smtp, SmtpTransport, TlsMode};
 pub use timers::{Timers, parse_duration, parse_time_of_day};
+pub use web::Web;
 
 const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
 
@@ -123,232 +127,6 @@ fn default_pool_size() -> u32 {
     8
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    Tls,
-    Starttls,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum FirstRun {
-    Process,
-    Archive,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailboxSettings {
-    /// A name for logs and `status`; `username@host/folder` when absent.
-    #[serde(default)]
-    pub name: Option<String>,
-    pub host: String,
-    #[serde(default = "default_imap_port")]
-    pub port: u16,
-    #[serde(default = "default_tls")]
-    pub tls: TlsMode,
-    pub username: String,
-    #[serde(default)]
-    pub password: String,
-    /// A private CA (PEM) trusted besides the system's trust store (SPEC §9).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The password read from a file instead (SPEC §9): a relative name is looked up in
-    /// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential`) first.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    #[serde(default = "default_folder")]
-    pub folder: String,
-    #[serde(default = "default_processed")]
-    pub processed_folder: String,
-    #[serde(default = "default_first_run")]
-    pub on_first_run: FirstRun,
-    #[serde(default = "default_poll")]
-    pub poll_seconds: u64,
-    #[serde(default)]
-    pub service: Option<String>,
-    /// Mails fetched per IMAP round trip.
-    #[serde(default = "default_batch")]
-    pub batch_size: u32,
-    /// SPEC §8 queue: with `address`, this mailbox is a queue of its own — its tickets are answered
-    /// from this address, under its `name`, in its `language`, and alerted to its `staff` (each
-    /// falling back to `[helpdesk]`'s). Without, it feeds the helpdesk's queue.
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub language: Option<String>,
-    #[serde(default)]
-    pub staff: Option<Vec<String>>,
-    /// SPEC §9: `password` (default), `xoauth2` or `oauthbearer`; the `oauth_*` keys below go with
-    /// the last two (`crate::oauth`).
-    #[serde(default)]
-    pub auth: AuthMethod,
-    #[serde(default)]
-    pub oauth_provider: Option<Provider>,
-    /// Microsoft's tenant (a domain or id); "organizations" when absent.
-    #[serde(default)]
-    pub oauth_tenant: Option<String>,
-    #[serde(default)]
-    pub oauth_token_url: Option<String>,
-    #[serde(default)]
-    pub oauth_device_url: Option<String>,
-    #[serde(default)]
-    pub oauth_client_id: Option<String>,
-    #[serde(default)]
-    pub oauth_client_secret: Option<String>,
-    /// As `password_file`.
-    #[serde(default)]
-    pub oauth_client_secret_file: Option<PathBuf>,
-    #[serde(default)]
-    pub oauth_scopes: Option<Vec<String>>,
-    #[serde(default)]
-    pub oauth_grant: Grant,
-    /// The resolved OAuth settings (presets applied, secret read), set at load.
-    #[serde(skip)]
-    pub oauth: Option<OAuthConfig>,
-}
-
-impl MailboxSettings {
-    pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("{}@{}/{}", self.username, self.host, self.folder))
-    }
-}
-
-fn default_imap_port() -> u16 {
-    993
-}
-fn default_tls() -> TlsMode {
-    TlsMode::Tls
-}
-fn default_folder() -> String {
-    "INBOX".into()
-}
-fn default_processed() -> String {
-    "Processed".into()
-}
-fn default_first_run() -> FirstRun {
-    FirstRun::Process
-}
-fn default_poll() -> u64 {
-    30
-}
-fn default_batch() -> u32 {
-    100
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTransport {
-    #[default]
-    Smtp,
-    File,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Smtp {
-    #[serde(default)]
-    pub transport: SmtpTransport,
-    #[serde(default = "default_smtp_host")]
-    pub host: String,
-    #[serde(default = "default_smtp_port")]
-    pub port: u16,
-    #[serde(default = "default_smtp_tls")]
-    pub tls: TlsMode,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    /// As `[[mailbox]].password_file`.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// As `[[mailbox]].ca_file`.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// For `transport = "file"`: where the .eml files go.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    #[serde(default = "default_smtp_timeout")]
-    pub timeout_seconds: u64,
-    /// The same OAuth keys as `[[mailbox]]` (declared twice: serde cannot flatten a shared struct
-    /// into one that denies unknown keys); `oauthbearer` is refused for SMTP (lettre has XOAUTH2).
-    #[serde(default)]
-    pub auth: AuthMethod,
-    #[serde(default)]
-    pub oauth_provider: Option<Provider>,
-    /// Microsoft's tenant (a domain or id); "organizations" when absent.
-    #[serde(default)]
-    pub oauth_tenant: Option<String>,
-    #[serde(default)]
-    pub oauth_token_url: Option<String>,
-    #[serde(default)]
-    pub oauth_device_url: Option<String>,
-    #[serde(default)]
-    pub oauth_client_id: Option<String>,
-    #[serde(default)]
-    pub oauth_client_secret: Option<String>,
-    /// As `password_file`.
-    #[serde(default)]
-    pub oauth_client_secret_file: Option<PathBuf>,
-    #[serde(default)]
-    pub oauth_scopes: Option<Vec<String>>,
-    #[serde(default)]
-    pub oauth_grant: Grant,
-    /// The resolved OAuth settings (presets applied, secret read), set at load.
-    #[serde(skip)]
-    pub oauth: Option<OAuthConfig>,
-}
-
-fn default_smtp_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_smtp_port() -> u16 {
-    587
-}
-fn default_smtp_tls() -> TlsMode {
-    TlsMode::Starttls
-}
-fn default_smtp_timeout() -> u64 {
-    30
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Web {
-    pub listen: String,
-    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` / `Forwarded` name the client.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-    /// Where `/metrics` is served; `""` serves it nowhere. Never on `listen`.
-    #[serde(default = "default_metrics_listen")]
-    pub metrics_listen: String,
-    /// Open connections at most; the next ones wait in the kernel's backlog.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_metrics_listen() -> String {
-    "127.0.0.1:9464".into()
-}
-fn default_max_connections() -> usize {
-    2048
-}
-
-impl Web {
-    /// The trusted proxies as networks (validated at load).
-    pub fn proxy_networks(&self) -> Vec<ipnet::IpNet> {
-        self.trusted_proxies.iter().filter_map(|p| parse_network(p)).collect()
-    }
-}
-
-/// `10.0.0.0/8`, `::1/128` or a plain address (one host).
-fn parse_network(text: &str) -> Option<ipnet::IpNet> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Company {
@@ -357,23 +135,6 @@ pub struct Company {
     pub domains: Vec<String>,
     #[serde(default)]
     pub shared: bool,
-}
-
-/// The `OAuthKeys` of a `MailboxSettings` or a `Smtp`: the same field names in both.
-macro_rules! oauth_keys {
-    ($s:expr) => {
-        OAuthKeys {
-            auth: $s.auth,
-            provider: $s.oauth_provider,
-            tenant: $s.oauth_tenant.as_deref(),
-            token_url: $s.oauth_token_url.as_deref(),
-            device_url: $s.oauth_device_url.as_deref(),
-            client_id: $s.oauth_client_id.as_deref(),
-            client_secret: $s.oauth_client_secret.as_deref(),
-            scopes: $s.oauth_scopes.as_deref(),
-            grant: $s.oauth_grant,
-        }
-    };
 }
 
 impl Settings {
@@ -426,22 +187,6 @@ impl Settings {
         settings.resolve_oauth()?;
         settings.validate()?;
         Ok(settings)
-    }
-
-    /// Applies the OAuth presets and checks the OAuth keys of every mailbox and of `[smtp]`.
-    fn resolve_oauth(&mut self) -> anyhow::Result<()> {
-        for (i, m) in self.mailboxes.iter_mut().enumerate() {
-            let keys = oauth_keys!(m);
-            m.oauth = keys.resolve(&format!("mailbox[{i}]"), Some(&m.username))?;
-        }
-        if let Some(smtp) = &mut self.smtp {
-            if smtp.auth == AuthMethod::Oauthbearer {
-                bail!("configuration: smtp.auth = \"oauthbearer\" is not offered for SMTP: use \"xoauth2\"");
-            }
-            let keys = oauth_keys!(smtp);
-            smtp.oauth = keys.resolve("smtp", smtp.username.as_deref())?;
-        }
-        Ok(())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -556,7 +301,7 @@ impl Settings {
             bail!("configuration: web.metrics_listen must differ from web.listen: /metrics is never public");
         }
         for proxy in &self.web.trusted_proxies {
-            if parse_network(proxy).is_none() {
+            if web::parse_network(proxy).is_none() {
                 bail!("configuration: web.trusted_proxies entry `{proxy}` is neither an address nor a CIDR");
             }
         }
@@ -625,82 +370,6 @@ impl Settings {
     }
 }
 
-/// The OAuth keys, the same in `[[mailbox]]` and `[smtp]` (serde cannot flatten them into a
-/// struct that denies unknown keys).
-struct OAuthKeys<'a> {
-    auth: AuthMethod,
-    provider: Option<Provider>,
-    tenant: Option<&'a str>,
-    token_url: Option<&'a str>,
-    device_url: Option<&'a str>,
-    client_id: Option<&'a str>,
-    client_secret: Option<&'a str>,
-    scopes: Option<&'a [String]>,
-    grant: Grant,
-}
-
-impl OAuthKeys<'_> {
-    /// None with `auth = "password"`; else the settings with the provider's preset under what the
-    /// operator wrote. Errors name the key (`mailbox[0].oauth_client_id`).
-    fn resolve(&self, at: &str, username: Option<&str>) -> anyhow::Result<Option<OAuthConfig>> {
-        if self.auth == AuthMethod::Password {
-            return Ok(None);
-        }
-        let Some(username) = username.filter(|u| !u.is_empty()) else {
-            bail!("configuration: {at}.username is required with auth = \"{}\"", self.auth.sasl_name().to_lowercase());
-        };
-        if self.provider == Some(Provider::Google) && self.grant == Grant::ClientCredentials {
-            bail!(
-                "configuration: {at}.oauth_grant = \"client_credentials\" is not offered by oauth_provider = \"google\""
-            );
-        }
-        let tenant = self.tenant.unwrap_or("organizations");
-        let preset = self.provider.map(|p| crate::oauth::preset(p, tenant, self.grant));
-        let token_url = match (self.token_url, &preset) {
-            (Some(url), _) => url.to_string(),
-            (None, Some((url, _, _))) => url.clone(),
-            (None, None) => bail!(
-                "configuration: {at}.oauth_token_url (or oauth_provider) is required with auth = \"{}\"",
-                self.auth.sasl_name().to_lowercase()
-            ),
-        };
-        let device_url = self.device_url.map(str::to_string).or_else(|| preset.as_ref().map(|p| p.1.clone()));
-        for (key, url) in [("oauth_token_url", Some(&token_url)), ("oauth_device_url", device_url.as_ref())] {
-            if let Some(url) = url
-                && !(url.starts_with("https://") || url.starts_with("http://"))
-            {
-                bail!("configuration: {at}.{key} `{url}` must start with https:// (or http://)");
-            }
-        }
-        let Some(client_id) = self.client_id.filter(|c| !c.is_empty()) else {
-            bail!(
-                "configuration: {at}.oauth_client_id is required with auth = \"{}\"",
-                self.auth.sasl_name().to_lowercase()
-            );
-        };
-        if self.grant == Grant::ClientCredentials && self.client_secret.is_none() {
-            bail!(
-                "configuration: {at}.oauth_client_secret (or oauth_client_secret_file) is required with oauth_grant = \"client_credentials\""
-            );
-        }
-        let scopes = match (self.scopes, &preset) {
-            (Some(scopes), _) => scopes.to_vec(),
-            (None, Some((_, _, scopes))) => scopes.clone(),
-            (None, None) => Vec::new(),
-        };
-        Ok(Some(OAuthConfig {
-            method: self.auth,
-            username: username.to_string(),
-            token_url,
-            device_url,
-            client_id: client_id.to_string(),
-            client_secret: self.client_secret.map(str::to_string),
-            scopes,
-            grant: self.grant,
-        }))
-    }
-}
-
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
@@ -753,6 +422,7 @@ fn env_value(path: &str, value: &str) -> config::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::AuthMethod;
     use std::io::Write;
 
     fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
