@@ -4,13 +4,14 @@ use serde_json::json;
 
 use super::Desk;
 use super::actions::{self, Actor, Incoming, Mailing, OpenTicket};
+pub use super::commands::{Assign, StaffCommands};
 use super::notices::{Kind, Notice, queue};
 use crate::domain::{EmailAddress, MessageKind, Priority, Status};
 use crate::notify::message_id;
 use crate::parse::{self, InboundMail};
 use crate::store::raw::{self, RawState};
 use crate::store::tickets::{self, TicketRow};
-use crate::store::{Conn, next_id, outbox, savepoint};
+use crate::store::{Conn, next_id, savepoint};
 use crate::threading::{self, Candidate, Clue, Decision, Sender};
 use crate::trust;
 
@@ -207,7 +208,7 @@ fn process(
         return Ok(Outcome::Dropped("our own mail (loop)".into()));
     }
     if let Some(report) = &mail.dsn {
-        return delivery_report(conn, desk, report, now);
+        return super::reports::delivery_report(conn, desk, report, now);
     }
 
     let verdict =
@@ -564,148 +565,4 @@ fn send_unknown_command_notice(
     n.extra = json!({ "commands": commands.unknown });
     queue(conn, desk, n, now)?;
     Ok(())
-}
-
-/// The argument of `#assign`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Assign {
-    Me,
-    To(EmailAddress),
-    Nobody,
-}
-
-impl Assign {
-    fn parse(arg: &str) -> Option<Assign> {
-        match arg.to_lowercase().as_str() {
-            "me" | "moi" => Some(Assign::Me),
-            "none" | "nobody" | "personne" | "aucun" => Some(Assign::Nobody),
-            other => EmailAddress::parse(other).map(Assign::To),
-        }
-    }
-
-    /// Whom it names, `actor` being "me".
-    pub fn resolve(&self, actor: &EmailAddress) -> Option<EmailAddress> {
-        match self {
-            Assign::Me => Some(actor.clone()),
-            Assign::To(a) => Some(a.clone()),
-            Assign::Nobody => None,
-        }
-    }
-}
-
-/// Commands at the top of a staff mail (SPEC §3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StaffCommands {
-    pub status: Option<Status>,
-    pub priority: Option<Priority>,
-    pub note: bool,
-    pub requester: Option<EmailAddress>,
-    /// `#assign me|ADDRESS|none` (SPEC §8).
-    pub assign: Option<Assign>,
-    pub unknown: Vec<String>,
-    /// The text without the command lines.
-    pub rest: String,
-}
-
-impl StaffCommands {
-    pub fn parse(text: &str) -> StaffCommands {
-        let mut c = StaffCommands::default();
-        let mut lines = text.lines().peekable();
-        while let Some(line) = lines.peek() {
-            let l = line.trim();
-            if l.is_empty() {
-                lines.next();
-                continue;
-            }
-            let Some(cmd) = l.strip_prefix('#') else { break };
-            if !cmd.chars().next().is_some_and(|ch| ch.is_alphabetic()) {
-                break;
-            }
-            let mut words = cmd.split_whitespace();
-            let name = words.next().unwrap_or("").to_lowercase();
-            let arg = words.next();
-            let ok = match name.as_str() {
-                "status" | "statut" => arg.and_then(|a| a.parse().ok()).map(|s| c.status = Some(s)).is_some(),
-                "priority" | "priorite" | "priorité" => {
-                    arg.and_then(|a| a.parse().ok()).map(|p| c.priority = Some(p)).is_some()
-                }
-                "note" => {
-                    c.note = true;
-                    true
-                }
-                "requester" | "demandeur" => arg.and_then(EmailAddress::parse).map(|a| c.requester = Some(a)).is_some(),
-                "assign" | "assigner" => arg.and_then(Assign::parse).map(|a| c.assign = Some(a)).is_some(),
-                _ => false,
-            };
-            if !ok {
-                c.unknown.push(l.chars().filter(|ch| !ch.is_control()).take(100).collect());
-            }
-            lines.next();
-        }
-        c.rest = lines.collect::<Vec<_>>().join("\n").trim().to_string();
-        c
-    }
-}
-
-/// A delivery report about one of our notifications: mark it failed and the address undeliverable
-/// for 60 days; show it on the ticket. Reports about anything else are kept, not ticketed.
-fn delivery_report(conn: &mut Conn, desk: &Desk, report: &parse::DeliveryReport, now: i64) -> anyhow::Result<Outcome> {
-    let Some(original) = report.original_message_id.as_deref() else {
-        return Ok(Outcome::Dropped("delivery report about an unknown mail".into()));
-    };
-    let Some(row) = outbox::by_message_id(conn, original)? else {
-        return Ok(Outcome::Dropped("delivery report about a mail that is not ours".into()));
-    };
-    // Only the notification's own recipient: a report naming anyone else changes nothing for them
-    // (a forged report must not cut people off from their mail, SPEC §7).
-    let failures: Vec<&parse::DsnRecipient> =
-        report.recipients.iter().filter(|r| r.is_permanent_failure() && r.address.as_str() == row.recipient).collect();
-    if failures.is_empty() {
-        return Ok(Outcome::Report { ticket: row.ticket_number });
-    }
-    let mut reasons = Vec::new();
-    for f in &failures {
-        let reason = format!("{} {}", f.status, f.diagnostic.clone().unwrap_or_default()).trim().to_string();
-        outbox::set_undeliverable(conn, f.address.as_str(), now + 60 * 86_400, &reason)?;
-        reasons.push(format!("{}: {reason}", f.address));
-    }
-    outbox::mark_failed(conn, row.id, &format!("delivery report: {}", reasons.join("; ")))?;
-    if let Some(number) = row.ticket_number {
-        let text = if desk.lang() == "en" {
-            format!("Delivery failed ({}): {}", row.event, reasons.join("; "))
-        } else {
-            format!("Échec de distribution ({}) : {}", row.event, reasons.join(" ; "))
-        };
-        actions::record_event(conn, number, &desk.helpdesk, &text, now)?;
-    }
-    Ok(Outcome::Report { ticket: row.ticket_number })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn staff_commands_are_read_from_the_top_only() {
-        let c = StaffCommands::parse("#status closed\n#priority blocking\n\nBonjour,\n#note not a command here");
-        assert_eq!(c.status, Some(Status::Closed));
-        assert_eq!(c.priority, Some(Priority::Blocking));
-        assert!(!c.note);
-        assert_eq!(c.rest, "Bonjour,\n#note not a command here");
-        assert!(c.unknown.is_empty());
-    }
-
-    #[test]
-    fn unknown_commands_are_collected() {
-        let c = StaffCommands::parse("#frobnicate now\n#status weird\nText");
-        assert_eq!(c.unknown, vec!["#frobnicate now", "#status weird"]);
-    }
-
-    #[test]
-    fn requester_and_note_commands() {
-        let c = StaffCommands::parse("#requester Client@Customer.example\n#note\nvu au téléphone");
-        assert_eq!(c.requester.unwrap().as_str(), "client@customer.example");
-        assert!(c.note);
-        assert_eq!(c.rest, "vu au téléphone");
-    }
 }

@@ -3,9 +3,11 @@
 //! the mails it causes are committed together or not at all.
 
 pub mod actions;
+pub mod commands;
 pub mod inbound;
 pub mod notices;
 pub mod queues;
+mod reports;
 pub mod timers;
 pub mod visibility;
 

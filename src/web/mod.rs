@@ -36,6 +36,7 @@ mod new_ticket;
 mod pages;
 mod server;
 mod session;
+mod staff_forms;
 mod ticket;
 
 use std::time::Instant;
@@ -83,9 +84,9 @@ pub fn router(app: App) -> Router {
         .route("/tickets/{n}", get(ticket::page))
         .route("/tickets/{n}/close", post(ticket::close))
         .route("/tickets/{n}/reopen", post(ticket::reopen))
-        .route("/tickets/{n}/status", post(ticket::status))
-        .route("/tickets/{n}/priority", post(ticket::priority))
-        .route("/tickets/{n}/assign", post(ticket::assign))
+        .route("/tickets/{n}/status", post(staff_forms::status))
+        .route("/tickets/{n}/priority", post(staff_forms::priority))
+        .route("/tickets/{n}/assign", post(staff_forms::assign))
         .route("/messages/{id}/html", get(ticket::message_html))
         .route("/attachments/{id}", get(ticket::attachment))
         .layer(middleware::from_fn_with_state(app.clone(), limit_form_body));
