@@ -6,7 +6,9 @@ use crate::app::App;
 use crate::auth;
 use crate::desk::inbound::{self, Outcome};
 use crate::domain::EmailAddress;
-use crate::store::{self, mailboxes, outbox, raw, tickets};
+use crate::store::views;
+use crate::store::visibility::Audience;
+use crate::store::{self, mailboxes, outbox, raw};
 
 pub fn login_link(app: &App, email: &str) -> anyhow::Result<()> {
     let Some(address) = EmailAddress::parse(email) else { bail!("`{email}` is not an email address") };
@@ -27,7 +29,7 @@ pub fn staff_address(app: &App, email: &str) -> anyhow::Result<()> {
 }
 
 pub fn tickets(app: &App, json: bool) -> anyhow::Result<()> {
-    let all = app.store.read(tickets::all_tickets)?;
+    let all = app.store.read(views::all_tickets)?;
     if json {
         let list = serde_json::json!({"total": all.len(), "page": 1, "per_page": all.len().max(1), "tickets": all});
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -43,7 +45,7 @@ pub fn tickets(app: &App, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn ticket(app: &App, number: i64, json: bool) -> anyhow::Result<()> {
-    let Some(t) = app.store.read(|c| tickets::ticket_with_messages(c, number, true))? else {
+    let Some(t) = app.store.read(|c| views::ticket_with_messages(c, number, &Audience::Staff))? else {
         bail!("no ticket #{number}");
     };
     if json {

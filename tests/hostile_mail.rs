@@ -19,7 +19,7 @@ use guichet::config::Settings;
 use guichet::desk::inbound::Outcome;
 use guichet::parse::{InboundMail, parse};
 use guichet::store::schema::outbox;
-use guichet::store::tickets::TicketJson;
+use guichet::store::views::TicketJson;
 
 /// The bound on one parse of a hostile mail (debug build, a loaded 2-core machine).
 const PARSE_BOUND: Duration = Duration::from_secs(2);
@@ -53,7 +53,7 @@ impl Desk {
     fn ticket(&self, n: i64) -> TicketJson {
         self.app
             .store
-            .read(|c| guichet::store::tickets::ticket_with_messages(c, n, true))
+            .read(|c| guichet::store::views::ticket_with_messages(c, n, &guichet::store::visibility::Audience::Staff))
             .unwrap()
             .expect("ticket exists")
     }

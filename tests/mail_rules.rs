@@ -11,7 +11,7 @@ use guichet::config::Settings;
 use guichet::desk::inbound::Outcome;
 use guichet::store::outbox::OutboxRow;
 use guichet::store::schema::outbox;
-use guichet::store::tickets::TicketJson;
+use guichet::store::views::TicketJson;
 
 struct Desk {
     app: App,
@@ -54,13 +54,13 @@ shared = true
     fn ticket(&self, n: i64) -> TicketJson {
         self.app
             .store
-            .read(|c| guichet::store::tickets::ticket_with_messages(c, n, true))
+            .read(|c| guichet::store::views::ticket_with_messages(c, n, &guichet::store::visibility::Audience::Staff))
             .unwrap()
             .expect("ticket exists")
     }
 
     fn ticket_count(&self) -> usize {
-        self.app.store.read(guichet::store::tickets::all_tickets).unwrap().len()
+        self.app.store.read(guichet::store::views::all_tickets).unwrap().len()
     }
 
     /// (event, recipient, mail as the sender composes it) of every queued notification, oldest first.

@@ -254,7 +254,7 @@ fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
     }
     assert!(out.status.success(), "{}", text(&out));
     let store = guichet::store::Store::open(&format!("sqlite://{}", copy.display()), 1).unwrap();
-    let tickets = store.read(guichet::store::tickets::all_tickets).unwrap();
+    let tickets = store.read(guichet::store::views::all_tickets).unwrap();
     assert_eq!(tickets.len(), 3);
     let again = cfg.cli(&["backup", copy.to_str().unwrap()]);
     assert!(!again.status.success(), "never overwrites");
@@ -363,7 +363,10 @@ fn retention_drops_raw_mail_of_old_closed_tickets_and_keeps_messages_and_files()
     let message = &t["messages"][0];
     assert!(message["text"].as_str().unwrap().contains("Ancien"), "{t}");
     let id = message["attachments"][0]["id"].as_i64().expect("the file is still listed");
-    let file = store.read(|c| guichet::store::tickets::attachment_any(c, id)).unwrap().expect("the file");
+    let file = store
+        .read(|c| guichet::store::messages::attachment(c, id, &guichet::store::visibility::Audience::Staff))
+        .unwrap()
+        .expect("the file");
     assert_eq!(file.2, b"OLDFILE");
 }
 

@@ -151,5 +151,8 @@ async fn a_hostile_html_mail_runs_nothing_and_loads_nothing_in_a_real_browser() 
 
 /// The id of a ticket's first message.
 fn n_first_message(app: &web_support::TestApp, n: i64) -> i64 {
-    app.app.store.read(|c| Ok(guichet::store::tickets::messages_of(c, n, false)?[0].id)).unwrap()
+    app.app
+        .store
+        .read(|c| Ok(guichet::store::messages::messages_of(c, n, &guichet::store::visibility::Audience::Staff)?[0].id))
+        .unwrap()
 }

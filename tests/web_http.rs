@@ -174,7 +174,16 @@ async fn another_customers_ticket_and_attachment_answer_404() {
     let json: serde_json::Value = app
         .app
         .store
-        .read(|c| Ok(serde_json::to_value(guichet::store::tickets::ticket_with_messages(c, maries, false)?)?))
+        .read(|c| {
+            Ok(serde_json::to_value(guichet::store::views::ticket_with_messages(
+                c,
+                maries,
+                &guichet::store::visibility::Audience::Customer {
+                    email: "marie@example.com".into(),
+                    shared_company: None,
+                },
+            )?)?)
+        })
         .unwrap();
     let file_id = json["messages"][0]["attachments"][0]["id"].as_i64().unwrap();
 

@@ -1053,7 +1053,13 @@ async fn script_in_subjects_names_file_names_and_bodies_never_runs_in_a_real_bro
     let stored: Value = app
         .app
         .store
-        .read(|c| Ok(serde_json::to_value(guichet::store::tickets::ticket_with_messages(c, n, false)?)?))
+        .read(|c| {
+            Ok(serde_json::to_value(guichet::store::views::ticket_with_messages(
+                c,
+                n,
+                &guichet::store::visibility::Audience::Customer { email: "x@example.org".into(), shared_company: None },
+            )?)?)
+        })
         .unwrap();
     assert_eq!(stored["subject"], subject.as_str(), "the subject is stored as sent");
     assert_eq!(stored["messages"][0]["from_name"], name.as_str(), "the name is stored as sent");

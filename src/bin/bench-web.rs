@@ -15,7 +15,8 @@ use anyhow::{Context, bail};
 use guichet::app::{App, Shutdown};
 use guichet::config::Settings;
 use guichet::domain::{MessageKind, Priority, Status};
-use guichet::store::tickets::{self, NewMessage, NewTicket};
+use guichet::store::messages::{self, NewMessage};
+use guichet::store::tickets::{self, NewTicket};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -279,7 +280,7 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                     if r.random_bool(0.001) {
                         text.push_str(&format!(" {RARE_WORD}"));
                     }
-                    tickets::insert_message(
+                    messages::insert_message(
                         c,
                         &NewMessage {
                             ticket_number: number,

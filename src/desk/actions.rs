@@ -9,7 +9,8 @@ use super::timers;
 use crate::domain::{EmailAddress, MessageKind, Priority, Status};
 use crate::parse::Attachment;
 use crate::store::Conn;
-use crate::store::tickets::{self, NewMessage, NewTicket, RefusedAttachment, TicketRow};
+use crate::store::messages::{self, NewMessage, RefusedAttachment};
+use crate::store::tickets::{self, NewTicket, TicketRow};
 
 /// Who acts.
 #[derive(Clone, Debug)]
@@ -71,7 +72,7 @@ pub fn store_message(
             reason: if lang == "en" { "too large".into() } else { "trop volumineux".into() },
         })
         .collect();
-    let message_id = tickets::insert_message(
+    let message_id = messages::insert_message(
         conn,
         &NewMessage {
             ticket_number: number,
@@ -93,7 +94,7 @@ pub fn store_message(
     tickets::note_waiting(conn, number, kind, msg.auto, at)?;
     let mut files = Vec::new();
     for a in msg.attachments.iter().filter(|a| a.data.len() as u64 <= limit) {
-        tickets::insert_attachment(
+        messages::insert_attachment(
             conn,
             message_id,
             &a.name,
@@ -113,7 +114,7 @@ pub fn store_message(
 
 /// Records an `event` message (the trace of a change) in the desk's language.
 pub fn record_event(conn: &mut Conn, number: i64, actor: &EmailAddress, text: &str, at: i64) -> anyhow::Result<()> {
-    tickets::insert_message(
+    messages::insert_message(
         conn,
         &NewMessage {
             ticket_number: number,

@@ -39,7 +39,7 @@ pub struct Notice<'a> {
     pub in_reply_to: Option<String>,
     /// Display name shown before the helpdesk's ("Alice via Support").
     pub from_name: Option<String>,
-    /// Stored files sent along: name, content type, SHA-256 (`store::tickets::blob_data`).
+    /// Stored files sent along: name, content type, SHA-256 (`store::messages::blob_data`).
     pub files: Vec<(String, String, String)>,
     /// Automatic error mails go out with the null envelope sender.
     pub null_sender: bool,

@@ -9,6 +9,9 @@
 //!   with its command lines and quoted history, not the mail's HTML;
 //! - in an event, a staff address named in its text reads as the helpdesk's name;
 //! - a ticket's assignee never (`ticket_for`).
+//!
+//! Which tickets and messages a viewer may see at all is `store::visibility` (the rule that the
+//! queries carry too), re-exported here so that the web asks this one module.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -17,9 +20,10 @@ use regex::Regex;
 
 use super::Desk;
 use crate::domain::{EmailAddress, MessageKind};
+pub use crate::store::visibility::{Audience, may_see, sees_message};
 
 /// A ticket as a customer is shown it: who handles it inside the team is internal.
-pub fn ticket_for(staff_viewer: bool, json: &mut crate::store::tickets::TicketJson) {
+pub fn ticket_for(staff_viewer: bool, json: &mut crate::store::views::TicketJson) {
     if !staff_viewer {
         json.assignee = None;
     }

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::compose::{self, OutgoingMail, shorten_subject};
 use super::render::Renderer;
-use crate::store::{Conn, tickets};
+use crate::store::Conn;
+use crate::store::messages;
 
 /// See the module's documentation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -57,7 +58,7 @@ impl PendingMail {
     pub fn compose(&self, conn: &mut Conn, renderer: &Renderer) -> anyhow::Result<Result<Vec<u8>, CannotCompose>> {
         let mut attachments = Vec::with_capacity(self.files.len());
         for (name, content_type, sha) in &self.files {
-            let bytes = tickets::blob_data(conn, sha).with_context(|| format!("the file {name} of a notification"))?;
+            let bytes = messages::blob_data(conn, sha).with_context(|| format!("the file {name} of a notification"))?;
             attachments.push((name.clone(), content_type.clone(), bytes));
         }
         Ok(self.render_and_compose(renderer, attachments).map_err(|e| CannotCompose(format!("{e:#}"))))

@@ -320,12 +320,12 @@ fn delete_outbox_data_containing(conn: &mut Conn, needle: &str) -> anyhow::Resul
 }
 
 /// Files stored as a span of one of `raw_ids` get bytes of their own, before those raw mails
-/// lose theirs (`store::tickets::blob_data` decodes the span).
+/// lose theirs (`store::messages::blob_data` decodes the span).
 fn keep_files_of(conn: &mut Conn, raw_ids: &[i64]) -> anyhow::Result<()> {
     let pointing: Vec<String> =
         blobs::table.filter(blobs::raw_mail_id.eq_any(raw_ids)).select(blobs::sha256).load(conn)?;
     for sha in pointing {
-        let data = super::tickets::blob_data(conn, &sha)?;
+        let data = super::messages::blob_data(conn, &sha)?;
         diesel::update(blobs::table.find(&sha))
             .set((
                 blobs::data.eq(data),

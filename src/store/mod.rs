@@ -10,14 +10,19 @@
 
 pub mod copy;
 pub mod held;
+pub mod listing;
 pub mod mailboxes;
 pub mod maintenance;
+pub mod messages;
 pub mod oauth_tokens;
 pub mod outbox;
 pub mod raw;
+pub mod reads;
 pub mod schema;
 pub(crate) mod search_index;
 pub mod tickets;
+pub mod views;
+pub mod visibility;
 
 use std::time::Duration;
 

@@ -16,7 +16,10 @@ use super::ticket::{number, shown_message, visible_ticket};
 use super::{WebError, html, list, no_store};
 use crate::app::App;
 use crate::desk::visibility;
-use crate::store::tickets::{self, TicketJson};
+use crate::store::messages;
+use crate::store::reads;
+use crate::store::tickets;
+use crate::store::views::{self, TicketJson};
 
 /// `GET /api/tickets`: `{"total", "page", "per_page", "tickets": [ticket without messages, plus "unread"]}`.
 pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQuery) -> Result<Response, WebError> {
@@ -29,7 +32,7 @@ pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         .map(|r| {
             let number = r.ticket.number;
             let w = watchers.iter().filter(|(n, _)| *n == number).map(|(_, a)| a.clone()).collect();
-            let mut json = tickets::ticket_json(&r.ticket, w);
+            let mut json = views::ticket_json(&r.ticket, w);
             json.unread = Some(r.unread);
             visibility::ticket_for(viewer.is_staff(), &mut json);
             json
@@ -48,11 +51,11 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
         .run(move |s| {
             s.read(|c| {
                 let Some(row) = visible_ticket(c, &v, n)? else { return Ok(None) };
-                let Some(mut json) = tickets::ticket_with_messages(c, n, v.is_staff())? else { return Ok(None) };
-                json.unread = Some(tickets::is_unread(c, v.address.as_str(), &row)?);
+                let Some(mut json) = views::ticket_with_messages(c, n, &v.audience)? else { return Ok(None) };
+                json.unread = Some(reads::is_unread(c, v.address.as_str(), &row)?);
                 let ids: Vec<i64> = json.messages.iter().flatten().map(|m| m.id).collect();
                 let cids: HashMap<i64, HashMap<String, i64>> =
-                    tickets::attachments_of(c, &ids)?.into_iter().fold(HashMap::new(), |mut acc, a| {
+                    messages::attachments_of(c, &ids)?.into_iter().fold(HashMap::new(), |mut acc, a| {
                         if let Some(cid) = a.content_id {
                             acc.entry(a.message_id).or_default().insert(cid, a.id);
                         }

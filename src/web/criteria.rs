@@ -11,7 +11,7 @@
 use chrono::NaiveDate;
 
 use crate::domain::{Priority, Status};
-use crate::store::tickets::{ListCriteria, SortKey};
+use crate::store::listing::{ListCriteria, SortKey};
 
 pub const PAGE_SIZES: &[i64] = &[10, 25, 50, 100];
 pub const DEFAULT_PER_PAGE: i64 = 25;

@@ -17,7 +17,7 @@ use super::session::Viewer;
 use super::{WebError, list};
 use crate::app::App;
 use crate::domain::{Priority, Status};
-use crate::store::tickets::ListedTicket;
+use crate::store::listing::ListedTicket;
 
 /// At most this many rows in one file.
 pub const MAX_ROWS: usize = 100_000;

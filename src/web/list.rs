@@ -14,7 +14,9 @@ use super::session::{Lang, Viewer};
 use super::{WebError, no_store};
 use crate::app::App;
 use crate::domain::{Priority, Status};
-use crate::store::tickets::{self, ListedTicket, SortKey};
+use crate::store::listing::{self, ListedTicket, SortKey};
+use crate::store::reads;
+use crate::store::visibility;
 
 /// One page (or, `paged` false, every row) of what `viewer` may see under `criteria`.
 pub async fn fetch(
@@ -26,13 +28,13 @@ pub async fn fetch(
     let list = criteria.to_list(viewer.address.as_str(), paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
-    Ok(app.store.run(move |s| s.read(|c| tickets::list_tickets(c, &email, &audience, &list))).await?)
+    Ok(app.store.run(move |s| s.read(|c| listing::list_tickets(c, &email, &audience, &list))).await?)
 }
 
 /// `GET /`
 pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQuery) -> Result<Response, WebError> {
     let email = viewer.address.as_str().to_string();
-    let saved = app.store.run(move |s| s.read(|c| tickets::saved_criteria(c, &email))).await?;
+    let saved = app.store.run(move |s| s.read(|c| reads::saved_criteria(c, &email))).await?;
     // Saved criteria apply when the list is opened as plain `/`; the page's own links always
     // carry a `?`, so the default criteria stay reachable.
     let applied_saved = query.is_none() && saved.is_some();
@@ -92,7 +94,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
         "has_saved": saved.is_some(),
         "applied_saved": applied_saved,
         "staff": viewer.is_staff(),
-        "show_requester": viewer.is_staff() || matches!(&viewer.audience, tickets::Audience::Customer { shared_company: Some(_), .. }),
+        "show_requester": viewer.is_staff() || matches!(&viewer.audience, visibility::Audience::Customer { shared_company: Some(_), .. }),
         "notice": if applied_saved { text(lang, "criteria_saved_applied", &[]) } else { String::new() },
         // Staff write new tickets and forwards to their personal command address (SPEC §7).
         "command_address": if viewer.is_staff() { app.desk.personal_address(&viewer.address).to_string() } else { String::new() },
@@ -182,7 +184,7 @@ pub async fn save(State(app): State<App>, viewer: Viewer, Form(form): Form<SaveF
     let query = Criteria::parse(&form.query).to_query(false);
     let email = viewer.address.as_str().to_string();
     let q = query.clone();
-    app.store.run(move |s| s.write(|c| tickets::save_criteria(c, &email, &q))).await?;
+    app.store.run(move |s| s.write(|c| reads::save_criteria(c, &email, &q))).await?;
     Ok(Redirect::to(&format!("/?{query}")).into_response())
 }
 
@@ -200,6 +202,6 @@ pub async fn forget(
 ) -> Result<Response, WebError> {
     viewer.check_csrf(form.csrf.as_deref())?;
     let email = viewer.address.as_str().to_string();
-    app.store.run(move |s| s.write(|c| tickets::forget_criteria(c, &email))).await?;
+    app.store.run(move |s| s.write(|c| reads::forget_criteria(c, &email))).await?;
     Ok(Redirect::to("/?").into_response())
 }

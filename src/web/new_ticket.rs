@@ -140,7 +140,7 @@ pub async fn create(State(app): State<App>, viewer: Viewer, multipart: Multipart
                     now,
                 )?;
                 if let Some(t) = store::tickets::get_ticket(c, number)? {
-                    store::tickets::mark_read(c, &email, &t, now)?;
+                    store::reads::mark_read(c, &email, &t, now)?;
                 }
                 Ok(number)
             })

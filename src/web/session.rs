@@ -19,7 +19,7 @@ use crate::auth::{self, Session};
 use crate::config::Settings;
 use crate::desk::actions::Actor;
 use crate::domain::EmailAddress;
-use crate::store::tickets::Audience;
+use crate::store::visibility::Audience;
 
 pub const SESSION_COOKIE: &str = "guichet_session";
 

@@ -24,7 +24,9 @@ use crate::desk::actions::{self, Incoming, Mailing};
 use crate::desk::notices::human_size;
 use crate::desk::visibility;
 use crate::domain::{MessageKind, Priority, Status};
-use crate::store::tickets::{self, AttachmentRow, MessageRow, TicketRow};
+use crate::store::messages::{self, AttachmentRow, MessageRow};
+use crate::store::reads;
+use crate::store::tickets::{self, TicketRow};
 use crate::store::{self, Conn, outbox};
 
 /// A ticket number from the path; anything else is simply not found.
@@ -35,7 +37,7 @@ pub fn number(raw: &str) -> Result<i64, WebError> {
 /// The ticket if `viewer` may see it.
 pub fn visible_ticket(conn: &mut Conn, viewer: &Viewer, n: i64) -> anyhow::Result<Option<TicketRow>> {
     let Some(ticket) = tickets::get_ticket(conn, n)? else { return Ok(None) };
-    Ok(tickets::may_see(conn, &viewer.audience, &ticket)?.then_some(ticket))
+    Ok(visibility::may_see(conn, &viewer.audience, &ticket)?.then_some(ticket))
 }
 
 /// A message as `viewer` is shown it (the visibility rule lives in `desk::visibility`).
@@ -54,11 +56,11 @@ struct Loaded {
 
 fn load(conn: &mut Conn, viewer: &Viewer, n: i64) -> anyhow::Result<Option<Loaded>> {
     let Some(ticket) = visible_ticket(conn, viewer, n)? else { return Ok(None) };
-    let messages = tickets::messages_of(conn, n, viewer.is_staff())?;
+    let messages = messages::messages_of(conn, n, &viewer.audience)?;
     let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
     Ok(Some(Loaded {
         watchers: tickets::watchers_of(conn, n)?,
-        files: tickets::attachments_of(conn, &ids)?,
+        files: messages::attachments_of(conn, &ids)?,
         failures: if viewer.is_staff() { outbox::failures_of_ticket(conn, n)? } else { Vec::new() },
         messages,
         ticket,
@@ -113,9 +115,9 @@ async fn render(
         .run(move |s| {
             let loaded = s.read(|c| load(c, &v, n))?;
             if let Some(l) = &loaded
-                && s.read(|c| tickets::is_unread(c, v.address.as_str(), &l.ticket))?
+                && s.read(|c| reads::is_unread(c, v.address.as_str(), &l.ticket))?
             {
-                s.write(|c| tickets::mark_read(c, v.address.as_str(), &l.ticket, store::now()))?;
+                s.write(|c| reads::mark_read(c, v.address.as_str(), &l.ticket, store::now()))?;
             }
             Ok(loaded)
         })
@@ -211,7 +213,7 @@ fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], 
             })
         })
         .collect();
-    let refused: Vec<tickets::RefusedAttachment> = serde_json::from_str(&m.refused).unwrap_or_default();
+    let refused: Vec<messages::RefusedAttachment> = serde_json::from_str(&m.refused).unwrap_or_default();
     let rest = shown.full_text.trim();
     let folded = !rest.is_empty() && rest != shown.text.trim();
     let html_url = format!("/messages/{}/html{}", m.id, if images { "?images=1" } else { "" });
@@ -254,7 +256,7 @@ where
                 f(c, &desk, &ticket, &v, now)?;
                 // One's own action does not make the ticket unread.
                 if let Some(updated) = tickets::get_ticket(c, n)? {
-                    tickets::mark_read(c, v.address.as_str(), &updated, now)?;
+                    reads::mark_read(c, v.address.as_str(), &updated, now)?;
                 }
                 Ok(true)
             })
@@ -428,7 +430,7 @@ pub async fn message_html(
         .store
         .run(move |s| {
             s.read(|c| {
-                let Some(m) = tickets::message_by_id(c, id)? else { return Ok(None) };
+                let Some(m) = messages::message_by_id(c, id)? else { return Ok(None) };
                 if !message_visible(c, &v, &m)? {
                     return Ok(None);
                 }
@@ -442,7 +444,7 @@ pub async fn message_html(
                 if !visibility::shown(&desk, v.is_staff(), &written).html {
                     return Ok(None);
                 }
-                let cids: HashMap<String, i64> = tickets::attachments_of(c, &[m.id])?
+                let cids: HashMap<String, i64> = messages::attachments_of(c, &[m.id])?
                     .into_iter()
                     .filter_map(|a| a.content_id.map(|cid| (cid, a.id)))
                     .collect();
@@ -480,7 +482,7 @@ pub async fn attachment(State(app): State<App>, viewer: Viewer, Path(id): Path<S
         .store
         .run(move |s| {
             s.read(|c| {
-                let row = if v.is_staff() { tickets::attachment_any(c, id)? } else { tickets::attachment(c, id)? };
+                let row = messages::attachment(c, id, &v.audience)?;
                 let Some((row, ticket, data)) = row else { return Ok(None) };
                 Ok(visible_ticket(c, &v, ticket)?.map(|_| (row, data)))
             })
