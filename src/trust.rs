@@ -14,7 +14,7 @@
 //! The MAC binds the ticket to the address, so a reply address leaked by a forwarded mail proves
 //! nothing for anyone else, and cannot be turned towards another ticket.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::domain::EmailAddress;

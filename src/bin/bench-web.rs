@@ -18,7 +18,7 @@ use guichet::domain::{MessageKind, Priority, Status};
 use guichet::store::messages::{self, NewMessage};
 use guichet::store::tickets::{self, NewTicket};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -30,7 +30,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use guichet::store::AnyConnection;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 
 #[derive(Parser)]
 #[command(name = "guichet-bench", about = "Benchmarks of Guichet against the private mail stack")]

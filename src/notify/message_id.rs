@@ -10,7 +10,7 @@
 //!
 //! Pure functions, no IO.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 const PREFIX: &str = "guichet";
