@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::desk::Desk;
 use crate::desk::actions::Mailing;
 use crate::desk::inbound::{self, Isolation, Outcome};
+use crate::notify::render::Renderer;
 use crate::store::{self, Store};
 
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct App {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub desk: Desk,
+    /// The mail templates (checked when the app opens), for the sender and [`App::outbox_mail`].
+    pub renderer: Arc<Renderer>,
 }
 
 impl App {
@@ -35,7 +38,8 @@ impl App {
         let secret = store.secret()?;
         let settings = Arc::new(settings);
         let desk = Desk::new(settings.clone(), secret)?;
-        Ok(App { settings, store, desk })
+        let renderer = Arc::new(Renderer::new(settings.helpdesk.templates_dir.as_deref())?);
+        Ok(App { settings, store, desk, renderer })
     }
 
     /// Ingests one raw mail in its own transaction (pipe mode, `quarantine retry`, tests).
@@ -64,7 +68,7 @@ impl App {
 
     /// The mail an outbox row sends, composed as the sender composes it (`notify::pending`).
     pub fn outbox_mail(&self, row: &store::outbox::OutboxRow) -> anyhow::Result<Vec<u8>> {
-        let renderer = &self.desk.renderer;
+        let renderer = &self.renderer;
         self.store
             .read(|c| crate::notify::pending::mail_of(c, renderer, row))?
             .map_err(|crate::notify::pending::CannotCompose(e)| anyhow::anyhow!("cannot compose the mail: {e}"))

@@ -19,3 +19,4 @@ pub mod threading;
 pub mod tls;
 pub mod trust;
 pub mod web;
+pub mod workers;

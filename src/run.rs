@@ -8,8 +8,8 @@ use include_dir::{Dir, include_dir};
 use crate::app::{App, Shutdown, termination_signal};
 use crate::config::Settings;
 use crate::ingest::imap::run_mailbox;
-use crate::notify::sender::{Transport, run_sender, send_due};
 use crate::store;
+use crate::workers::sender::{Transport, run_sender, send_due};
 
 /// Sample mails shipped in the binary, so that `guichet demo` needs nothing else.
 static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");

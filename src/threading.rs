@@ -87,6 +87,19 @@ pub fn may_write(ticket: &Candidate, sender: &Sender) -> bool {
         || matches!((&ticket.shared_company, sender.shared_company), (Some(a), Some(b)) if a == b)
 }
 
+/// `References` keeps the first id and the most recent ones, at most this many in all (RFC 5322
+/// §3.6.4 allows trimming the middle); a hostile thread must not grow our headers without bound.
+pub const MAX_REFERENCES: usize = 20;
+
+/// The first reference and the most recent ones, at most [`MAX_REFERENCES`]: what a mail we send
+/// carries (`notify::compose`), from the thread's ids as the store lists them.
+pub fn capped(mut references: Vec<String>) -> Vec<String> {
+    if references.len() > MAX_REFERENCES {
+        references.drain(1..references.len() - (MAX_REFERENCES - 1));
+    }
+    references
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ const MIN_KILLS: usize = 20;
 /// A reply goes to a customer whose first mail was appended at least this many mails earlier.
 const REPLY_DISTANCE: usize = 20;
 const WAIT: Duration = Duration::from_secs(120);
-/// An upper bound on the notifications the outbox sender has in flight (`notify::sender`'s
+/// An upper bound on the notifications the outbox sender has in flight (`workers::sender`'s
 /// `CONCURRENCY`, 8 or 32 as it is tuned): what one kill can leave sent but not recorded.
 const SENDER_CONCURRENCY: usize = 32;
 

@@ -15,13 +15,11 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::domain::{EmailAddress, ForwardPrefixes, StaffList, SubjectToken};
-use crate::notify::render::Renderer;
 
 /// Everything an operation needs besides the database connection. Cheap to clone.
 #[derive(Clone)]
 pub struct Desk {
     pub settings: Arc<Settings>,
-    pub renderer: Arc<Renderer>,
     pub secret: Arc<Vec<u8>>,
     pub staff: StaffList,
     pub token: SubjectToken,
@@ -35,7 +33,6 @@ pub struct Desk {
 
 impl Desk {
     pub fn new(settings: Arc<Settings>, secret: Vec<u8>) -> anyhow::Result<Desk> {
-        let renderer = Renderer::new(settings.helpdesk.templates_dir.as_deref())?;
         Ok(Desk {
             staff: settings.staff(),
             token: settings.token(),
@@ -43,7 +40,6 @@ impl Desk {
             ours: settings.our_addresses(),
             helpdesk: settings.helpdesk_address(),
             queues: Arc::new(queues::from_settings(&settings)),
-            renderer: Arc::new(renderer),
             secret: Arc::new(secret),
             settings,
         })

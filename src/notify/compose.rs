@@ -12,11 +12,10 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
+use crate::threading;
+
 /// Subjects longer than this are shortened (the token kept), see [`shorten_subject`].
 pub const MAX_SUBJECT_CHARS: usize = 150;
-/// `References` keeps the first id and the most recent ones, at most this many in all (RFC 5322 §3.6.4
-/// allows trimming the middle); a hostile thread must not grow our headers without bound.
-pub const MAX_REFERENCES: usize = 20;
 
 const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
 const X_AUTO_RESPONSE_SUPPRESS: HeaderName = HeaderName::new_from_ascii_str("X-Auto-Response-Suppress");
@@ -67,7 +66,7 @@ pub fn compose(mail: &OutgoingMail) -> anyhow::Result<Vec<u8>> {
     if let Some(id) = mail.in_reply_to.as_deref().and_then(message_id_or_skip) {
         builder = builder.in_reply_to(id);
     }
-    let references = capped(mail.references.iter().filter_map(|id| message_id_or_skip(id)).collect());
+    let references = threading::capped(mail.references.iter().filter_map(|id| message_id_or_skip(id)).collect());
     if !references.is_empty() {
         builder = builder.references(references.join(" "));
     }
@@ -171,14 +170,6 @@ fn message_id_or_skip(raw: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// The first reference and the most recent ones, at most [`MAX_REFERENCES`].
-pub fn capped(mut references: Vec<String>) -> Vec<String> {
-    if references.len() > MAX_REFERENCES {
-        references.drain(1..references.len() - (MAX_REFERENCES - 1));
-    }
-    references
 }
 
 fn attachment(name: &str, content_type: &str, bytes: &[u8]) -> SinglePart {
@@ -385,10 +376,10 @@ mod tests {
         let bytes = compose(&mail).unwrap();
 
         let kept = text_list(parse(&bytes).references());
-        assert_eq!(kept.len(), MAX_REFERENCES);
+        assert_eq!(kept.len(), threading::MAX_REFERENCES);
         assert_eq!(kept[0], "id0@example.com");
         assert_eq!(kept[1], "id31@example.com");
-        assert_eq!(kept[MAX_REFERENCES - 1], "id49@example.com");
+        assert_eq!(kept[threading::MAX_REFERENCES - 1], "id49@example.com");
     }
 
     #[test]

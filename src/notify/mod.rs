@@ -4,4 +4,3 @@ pub mod compose;
 pub mod message_id;
 pub mod pending;
 pub mod render;
-pub mod sender;

@@ -98,8 +98,8 @@ async fn check_smtp(smtp: &Smtp, store: impl Fn() -> anyhow::Result<Store>) -> a
         Some(source) => Some(source.access_token().await.map_err(|e| anyhow::anyhow!("{e}"))?),
         None => None,
     };
-    let transport = crate::notify::sender::smtp_transport(smtp, token.as_deref())?;
-    transport.test_connection().await.map_err(|e| anyhow::anyhow!("{}", crate::notify::sender::error_text(&e)))?;
+    let transport = crate::workers::sender::smtp_transport(smtp, token.as_deref())?;
+    transport.test_connection().await.map_err(|e| anyhow::anyhow!("{}", crate::workers::sender::error_text(&e)))?;
     let login = if smtp.username.is_some() { "greeted and logged in" } else { "greeted" };
     Ok(login.to_string())
 }

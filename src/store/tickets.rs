@@ -171,7 +171,7 @@ pub fn thread_references(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<Str
         .order(messages::id)
         .select(messages::mail_message_id.assume_not_null())
         .load(conn)?;
-    Ok(crate::notify::compose::capped(all))
+    Ok(crate::threading::capped(all))
 }
 
 /// Whether an address has any ticket, as requester or watcher (who may ask for a login link).

@@ -282,7 +282,7 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
     }
     // Each mail is composed just before it is sent, so the first leaves without waiting for the
     // whole claim to be composed (SPEC §11: a login link waits for no backlog).
-    let renderer = app.desk.renderer.clone();
+    let renderer = app.renderer.clone();
     let store = app.store.clone();
     let (finished, mut results) = tokio::sync::mpsc::unbounded_channel();
     let transport = transport.clone();
