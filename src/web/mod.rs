@@ -14,6 +14,7 @@
 //! - `list`: `/` and saving / forgetting criteria; `api`: `/api/…`; `export`: CSV and XLSX;
 //! - `ticket`: one ticket's page, its forms, attachments and the sandboxed HTML of a mail;
 //! - `new_ticket`: `/tickets/new` and `POST /tickets`; `forms`: multipart uploads;
+//! - `routes`: the route table (method, path, body, who may use it) the router is built from;
 //! - `html`: the allowlist sanitiser for HTML mail; `pages`: Handlebars templates
 //!   (`web-templates/`, compiled in) and their strings; `assets`: the CSS and JS files.
 //!
@@ -34,6 +35,7 @@ mod list;
 mod login;
 mod new_ticket;
 mod pages;
+pub mod routes;
 mod server;
 mod session;
 mod staff_forms;
@@ -46,7 +48,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 
 use crate::app::{App, Shutdown};
 
@@ -66,35 +68,9 @@ pub fn router(app: App) -> Router {
     let files_limit = per_file.saturating_mul(12).saturating_add(1 << 20);
     // Every route but the three that take files reads 16 KB at most: a larger Content-Length is
     // refused (413) before the handler runs, and a body that grows past it is cut.
-    let without_files = Router::new()
-        .route("/healthz", get(crate::ops::health::healthz_public))
-        .route("/readyz", get(crate::ops::health::readyz_public))
-        .route("/static/{file}", get(assets::serve))
-        .route("/login", get(login::form).post(login::request_link))
-        .route("/login/{token}", get(login::confirm_page).post(login::confirm))
-        .route("/logout", post(login::logout))
-        .route("/", get(list::page))
-        .route("/criteria/save", post(list::save))
-        .route("/criteria/forget", post(list::forget))
-        .route("/api/tickets", get(api::list))
-        .route("/api/tickets/{n}", get(api::ticket))
-        .route("/tickets/export.csv", get(export::csv))
-        .route("/tickets/export.xlsx", get(export::xlsx))
-        .route("/tickets/new", get(new_ticket::form))
-        .route("/tickets/{n}", get(ticket::page))
-        .route("/tickets/{n}/close", post(ticket::close))
-        .route("/tickets/{n}/reopen", post(ticket::reopen))
-        .route("/tickets/{n}/status", post(staff_forms::status))
-        .route("/tickets/{n}/priority", post(staff_forms::priority))
-        .route("/tickets/{n}/assign", post(staff_forms::assign))
-        .route("/messages/{id}/html", get(ticket::message_html))
-        .route("/attachments/{id}", get(ticket::attachment))
-        .layer(middleware::from_fn_with_state(app.clone(), limit_form_body));
-    let with_files = Router::new()
-        .route("/tickets", post(new_ticket::create))
-        .route("/tickets/{n}/reply", post(ticket::reply))
-        .route("/tickets/{n}/note", post(ticket::note))
-        .layer(DefaultBodyLimit::max(files_limit));
+    let without_files =
+        routes::router(routes::Body::Form).layer(middleware::from_fn_with_state(app.clone(), limit_form_body));
+    let with_files = routes::router(routes::Body::Files).layer(DefaultBodyLimit::max(files_limit));
     without_files
         .merge(with_files)
         .fallback(|| async { WebError::NotFound })
