@@ -159,13 +159,7 @@ fn healthz_answers_503_when_the_database_does_not() {
     assert_eq!(status, 200);
 
     if on_postgres() {
-        let (server, name) = cfg.database_url.rsplit_once('/').unwrap();
-        let out = std::process::Command::new("psql")
-            .arg(format!("{server}/postgres"))
-            .args(["-q", "-c", &format!("DROP DATABASE {name} WITH (FORCE)")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        drop_the_postgres_database(&cfg);
     } else {
         use std::os::unix::fs::PermissionsExt;
         let db = sqlite_path(&cfg);
@@ -185,6 +179,17 @@ fn healthz_answers_503_when_the_database_does_not() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("database"), "{body}");
     assert_eq!(http_get(cfg.web_port, "/readyz").0, 503);
+}
+
+/// The PostgreSQL server refuses the test's database from now on: it is gone.
+fn drop_the_postgres_database(cfg: &Config) {
+    let (server, name) = cfg.database_url.rsplit_once('/').unwrap();
+    let out = std::process::Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-c", &format!("DROP DATABASE {name} WITH (FORCE)")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -438,6 +443,62 @@ fn the_daemon_tells_systemd_it_is_ready_then_stopping() {
     let _ = HELPDESK;
 }
 
+/// The datagrams that reach `socket` within `window`.
+fn notifications_within(socket: &UnixDatagram, window: Duration) -> Vec<String> {
+    let end = std::time::Instant::now() + window;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return got;
+        }
+        socket.set_read_timeout(Some(left)).unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return got,
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_daemon_pings_the_systemd_watchdog_only_while_its_database_answers() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let socket_path = cfg.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    // WatchdogSec=1s: systemd sets both variables for the service's main process.
+    let _daemon = cfg.start_with(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 before the timeout");
+    assert_eq!(&buf[..n], b"READY=1");
+
+    let alive = notifications_within(&socket, Duration::from_secs(3));
+
+    let pings = alive.iter().filter(|s| *s == "WATCHDOG=1").count();
+    assert!(pings >= 2, "every 0.5 s for 3 s: {alive:?}");
+    assert!(alive.iter().all(|s| s == "WATCHDOG=1"), "{alive:?}");
+
+    // The database stops answering: no more pings, so systemd would restart the daemon.
+    let db = (!on_postgres()).then(|| sqlite_path(&cfg));
+    match &db {
+        Some(db) => std::fs::rename(db, db.with_extension("moved")).unwrap(),
+        None => drop_the_postgres_database(&cfg),
+    }
+    // A ping already under way may still land.
+    notifications_within(&socket, Duration::from_millis(1500));
+    let dead = notifications_within(&socket, Duration::from_secs(3));
+    assert!(dead.is_empty(), "no ping without a database: {dead:?}");
+
+    if let Some(db) = db {
+        std::fs::rename(db.with_extension("moved"), &db).unwrap();
+        let back = notifications_within(&socket, Duration::from_secs(3));
+        assert!(back.iter().any(|s| s == "WATCHDOG=1"), "pings resume with the database: {back:?}");
+    }
+}
+
 #[test]
 fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -446,6 +507,7 @@ fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
 
     for line in [
         "Type=notify",
+        "WatchdogSec=30s",
         "User=guichet",
         "StateDirectory=guichet",
         "LoadCredential=guichet.toml:/etc/guichet/guichet.toml",
