@@ -265,6 +265,98 @@ fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
     assert!(!again.status.success(), "never overwrites");
 }
 
+/// `PRAGMA integrity_check` of a SQLite file, and its (ticket numbers, tickets of its messages).
+fn check_sqlite_copy(path: &std::path::Path) -> (String, Vec<i64>, Vec<i64>) {
+    use diesel::prelude::*;
+    use guichet::store::schema::{messages, tickets};
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let mut conn = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let checks: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut conn).unwrap();
+    let verdict = checks.into_iter().map(|c| c.integrity_check).collect::<Vec<_>>().join("\n");
+    let numbers = tickets::table.select(tickets::number).order(tickets::number).load(&mut conn).unwrap();
+    let of_messages = messages::table.select(messages::ticket_number).load(&mut conn).unwrap();
+    (verdict, numbers, of_messages)
+}
+
+#[test]
+fn a_backup_taken_while_60_mails_are_being_ingested_is_whole_and_opens() {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: `guichet backup` explains pg_dump there (see the test above)");
+        return;
+    }
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    assert!(cfg.cli(&["migrate"]).status.success());
+    // 60 MTA deliveries at once: 60 `guichet ingest` processes, each with its mail on stdin.
+    let mut ingesting: Vec<std::process::Child> = (0..60)
+        .map(|i| {
+            let raw = mail(
+                &format!("client{i}@customer.example"),
+                &format!("Demande {i}"),
+                &format!("load{i}@customer.example"),
+                "",
+                &"Une ligne de texte pour donner du poids au message.\n".repeat(40),
+            );
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+                .arg("-c")
+                .arg(&cfg.path)
+                .arg("ingest")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&raw).unwrap();
+            child
+        })
+        .collect();
+
+    // Backups one after the other until every delivery is done.
+    let mut copies = Vec::new();
+    let mut taken_during_ingestion = 0;
+    loop {
+        let running = ingesting.iter_mut().filter_map(|c| c.try_wait().unwrap().is_none().then_some(())).count();
+        let copy = cfg.dir.path().join(format!("backup-{}.db", copies.len()));
+        let out = cfg.cli(&["backup", copy.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let still = ingesting.iter_mut().filter_map(|c| c.try_wait().unwrap().is_none().then_some(())).count();
+        if running > 0 && still > 0 {
+            taken_during_ingestion += 1;
+        }
+        copies.push(copy);
+        if running == 0 {
+            break;
+        }
+    }
+    for child in ingesting {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "ingest: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    eprintln!("{} backups, {taken_during_ingestion} while mail was being ingested", copies.len());
+    assert!(taken_during_ingestion >= 1, "no backup overlapped the deliveries ({} taken)", copies.len());
+    assert_eq!(cfg.tickets().len(), 60);
+    for copy in &copies {
+        let (verdict, numbers, of_messages) = check_sqlite_copy(copy);
+        assert_eq!(verdict, "ok", "{}", copy.display());
+        assert!(numbers.len() <= 60);
+        eprintln!("{}: integrity ok, {} tickets", copy.display(), numbers.len());
+        // Whole transactions only: every ticket with its message, every message with its ticket.
+        for n in &numbers {
+            assert!(of_messages.contains(n), "ticket {n} without its message in {}", copy.display());
+        }
+        assert!(of_messages.iter().all(|n| numbers.contains(n)), "{}", copy.display());
+        let store = guichet::store::Store::open(&format!("sqlite://{}", copy.display()), 1).unwrap();
+        assert_eq!(store.read(guichet::store::tickets::all_tickets).unwrap().len(), numbers.len());
+    }
+    let last = check_sqlite_copy(copies.last().unwrap());
+    assert_eq!(last.1.len(), 60, "the backup taken after the last delivery has them all");
+}
+
 #[test]
 fn forget_erases_a_person_down_to_the_bytes_of_the_database_while_the_daemon_runs() {
     let stack = MailStack::start();
