@@ -591,6 +591,56 @@ fn the_daemon_pings_the_systemd_watchdog_only_while_its_database_answers() {
     }
 }
 
+/// The uid and gid of a system user.
+fn ids_of(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = std::process::Command::new("id").args([flag, user]).output().unwrap();
+        assert!(out.status.success(), "no user {user}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+#[test]
+fn postfix_delivering_through_the_pipe_transport_to_guichet_ingest_opens_a_ticket() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let guichet = std::path::Path::new(env!("CARGO_BIN_EXE_guichet"));
+    // pipe(8) runs the command as `nobody` (never as root): the installation is theirs, as
+    // /var/lib/guichet belongs to the package's `guichet` user. The database is made by them too.
+    let (uid, gid) = ids_of("nobody");
+    std::os::unix::fs::chown(cfg.dir.path(), Some(uid), Some(gid)).unwrap();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(guichet)
+        .arg("-c")
+        .arg(&cfg.path)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "migrate as nobody: {}", text(&out));
+    stack.pipe_to_guichet(guichet, &cfg.path, HELPDESK);
+    let customer = "marie@customer.example";
+    let raw = mail(customer, "Livré par le tuyau", "pipe1@customer.example", "", "Bonjour, le scanner ne répond plus.");
+
+    rt.block_on(stack.smtp_send(customer, &[HELPDESK], &raw)).expect("Postfix accepts the mail");
+
+    let ticket = wait_for(WAIT, "ticket 1 from the pipe transport", || cfg.ticket(1));
+    assert_eq!(ticket["requester"], customer, "{ticket}");
+    assert!(ticket["messages"][0]["text"].as_str().unwrap().contains("le scanner ne répond plus"), "{ticket}");
+    let maillog = stack.maillog();
+    let delivery = maillog.lines().find(|l| l.contains("relay=guichet")).unwrap_or_else(|| panic!("{maillog}"));
+    assert!(delivery.contains("status=sent") && delivery.contains(HELPDESK), "{delivery}");
+    assert_eq!(rt.block_on(stack.count(HELPDESK, "INBOX")), 0, "through the pipe, not a mailbox");
+    // The daemon sends what ingest queued: the acknowledgement reaches the customer.
+    let _daemon = cfg.start();
+    let ack = rt.block_on(stack.wait_for_messages(customer, "INBOX", 1, WAIT)).remove(0);
+    let parsed = mail_parser::MessageParser::default().parse(&ack).unwrap();
+    let subject = parsed.subject().unwrap_or_default();
+    assert!(subject.contains("Livré par le tuyau"), "{subject}");
+}
+
 #[test]
 fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
