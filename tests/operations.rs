@@ -642,6 +642,77 @@ fn postfix_delivering_through_the_pipe_transport_to_guichet_ingest_opens_a_ticke
 }
 
 #[test]
+fn the_package_holds_the_binary_the_unit_and_the_configuration_and_its_unit_verifies() {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: the package is built once per run, in the SQLite pass");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_guichet"));
+    // target/debug/guichet → target/package: cargo-deb's own directory, beside the tests' build.
+    let target = binary.parent().and_then(std::path::Path::parent).unwrap().join("package");
+    let out_dir = tempfile::tempdir().unwrap();
+    let deb = out_dir.path().join("guichet.deb");
+
+    // The binary under test is packaged as it is (no second, release build: README explains).
+    let out = std::process::Command::new(root.join("scripts/package"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("PACKAGE_BINARY", binary)
+        .env("PACKAGE_OUT", &deb)
+        .output()
+        .unwrap();
+
+    assert!(out.status.success(), "scripts/package: {}", text(&out));
+    let listing = std::process::Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    assert!(listing.status.success(), "{}", text(&listing));
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let entry = |path: &str| listing.lines().find(|l| l.ends_with(&format!(" ./{path}")));
+    let bin = entry("usr/bin/guichet").unwrap_or_else(|| panic!("no usr/bin/guichet in:\n{listing}"));
+    assert!(bin.starts_with("-rwxr-xr-x"), "{bin}");
+    for path in [
+        "usr/lib/systemd/system/guichet.service",
+        "usr/share/doc/guichet/example.toml",
+        "usr/share/doc/guichet/README.md",
+    ] {
+        assert!(entry(path).is_some(), "no {path} in:\n{listing}");
+    }
+    let info = std::process::Command::new("dpkg-deb").arg("-I").arg(&deb).output().unwrap();
+    let info = text(&info);
+    assert!(info.contains("Package: guichet") && info.contains("postinst"), "{info}");
+
+    // What it installs: the program runs, the unit is the one of debian/.
+    let tree = out_dir.path().join("root");
+    let unpack = std::process::Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree).output().unwrap();
+    assert!(unpack.status.success(), "{}", text(&unpack));
+    let version = std::process::Command::new(tree.join("usr/bin/guichet")).arg("--version").output().unwrap();
+    assert!(version.status.success() && text(&version).contains("guichet"), "{}", text(&version));
+    let unit = std::fs::read_to_string(tree.join("usr/lib/systemd/system/guichet.service")).unwrap();
+    assert!(unit.contains("WatchdogSec=30s") && unit.contains("Type=notify"), "{unit}");
+
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze is missing: the unit is not verified (install the systemd package)");
+        return;
+    };
+    // Verified in the unpacked tree (its /usr/bin/guichet), beside the machine's own units.
+    let units = tree.join("usr/lib/systemd/system");
+    let copy =
+        std::process::Command::new("cp").arg("-rn").arg("/usr/lib/systemd/system/.").arg(&units).output().unwrap();
+    assert!(copy.status.success(), "{}", text(&copy));
+    let verify = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(format!("--root={}", tree.display()))
+        .arg("guichet.service")
+        .output()
+        .unwrap();
+    assert!(verify.status.success() && text(&verify).trim().is_empty(), "systemd-analyze verify: {}", text(&verify));
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()).ok_or(())
+}
+
+#[test]
 fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let unit = std::fs::read_to_string(root.join("debian/guichet.service")).unwrap();
