@@ -46,6 +46,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", app.settings.web.listen))?;
     tracing::info!(listen = %app.settings.web.listen, "web view listening");
     let web = tokio::spawn(crate::web::serve(app.clone(), listener, shutdown.clone()));
+    let watchdog = crate::ops::sd_notify::watchdog_interval().map(|interval| (app.clone(), interval, shutdown.clone()));
     let metrics_listen = app.settings.web.metrics_listen.clone();
     if !metrics_listen.is_empty() {
         // Metrics are for the operator: a port taken (another daemon on this machine) is logged,
@@ -64,6 +65,10 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
     }
     // Listening, mailboxes and sender started: systemd may start what depends on us.
     crate::ops::sd_notify::notify("READY=1");
+    // From now on systemd expects a sign of life every WatchdogSec (when the unit sets one).
+    if let Some((app, interval, shutdown)) = watchdog {
+        tasks.spawn(crate::ops::sd_notify::run_watchdog(app, interval, shutdown));
+    }
     termination_signal().await;
     crate::ops::sd_notify::notify("STOPPING=1");
     tracing::info!("stopping: finishing the mail in hand");

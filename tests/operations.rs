@@ -159,13 +159,7 @@ fn healthz_answers_503_when_the_database_does_not() {
     assert_eq!(status, 200);
 
     if on_postgres() {
-        let (server, name) = cfg.database_url.rsplit_once('/').unwrap();
-        let out = std::process::Command::new("psql")
-            .arg(format!("{server}/postgres"))
-            .args(["-q", "-c", &format!("DROP DATABASE {name} WITH (FORCE)")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        drop_the_postgres_database(&cfg);
     } else {
         use std::os::unix::fs::PermissionsExt;
         let db = sqlite_path(&cfg);
@@ -185,6 +179,17 @@ fn healthz_answers_503_when_the_database_does_not() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("database"), "{body}");
     assert_eq!(http_get(cfg.web_port, "/readyz").0, 503);
+}
+
+/// The PostgreSQL server refuses the test's database from now on: it is gone.
+fn drop_the_postgres_database(cfg: &Config) {
+    let (server, name) = cfg.database_url.rsplit_once('/').unwrap();
+    let out = std::process::Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-c", &format!("DROP DATABASE {name} WITH (FORCE)")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -258,6 +263,98 @@ fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
     assert_eq!(tickets.len(), 3);
     let again = cfg.cli(&["backup", copy.to_str().unwrap()]);
     assert!(!again.status.success(), "never overwrites");
+}
+
+/// `PRAGMA integrity_check` of a SQLite file, and its (ticket numbers, tickets of its messages).
+fn check_sqlite_copy(path: &std::path::Path) -> (String, Vec<i64>, Vec<i64>) {
+    use diesel::prelude::*;
+    use guichet::store::schema::{messages, tickets};
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let mut conn = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let checks: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut conn).unwrap();
+    let verdict = checks.into_iter().map(|c| c.integrity_check).collect::<Vec<_>>().join("\n");
+    let numbers = tickets::table.select(tickets::number).order(tickets::number).load(&mut conn).unwrap();
+    let of_messages = messages::table.select(messages::ticket_number).load(&mut conn).unwrap();
+    (verdict, numbers, of_messages)
+}
+
+#[test]
+fn a_backup_taken_while_60_mails_are_being_ingested_is_whole_and_opens() {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: `guichet backup` explains pg_dump there (see the test above)");
+        return;
+    }
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    assert!(cfg.cli(&["migrate"]).status.success());
+    // 60 MTA deliveries at once: 60 `guichet ingest` processes, each with its mail on stdin.
+    let mut ingesting: Vec<std::process::Child> = (0..60)
+        .map(|i| {
+            let raw = mail(
+                &format!("client{i}@customer.example"),
+                &format!("Demande {i}"),
+                &format!("load{i}@customer.example"),
+                "",
+                &"Une ligne de texte pour donner du poids au message.\n".repeat(40),
+            );
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+                .arg("-c")
+                .arg(&cfg.path)
+                .arg("ingest")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&raw).unwrap();
+            child
+        })
+        .collect();
+
+    // Backups one after the other until every delivery is done.
+    let mut copies = Vec::new();
+    let mut taken_during_ingestion = 0;
+    loop {
+        let running = ingesting.iter_mut().filter_map(|c| c.try_wait().unwrap().is_none().then_some(())).count();
+        let copy = cfg.dir.path().join(format!("backup-{}.db", copies.len()));
+        let out = cfg.cli(&["backup", copy.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let still = ingesting.iter_mut().filter_map(|c| c.try_wait().unwrap().is_none().then_some(())).count();
+        if running > 0 && still > 0 {
+            taken_during_ingestion += 1;
+        }
+        copies.push(copy);
+        if running == 0 {
+            break;
+        }
+    }
+    for child in ingesting {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "ingest: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    eprintln!("{} backups, {taken_during_ingestion} while mail was being ingested", copies.len());
+    assert!(taken_during_ingestion >= 1, "no backup overlapped the deliveries ({} taken)", copies.len());
+    assert_eq!(cfg.tickets().len(), 60);
+    for copy in &copies {
+        let (verdict, numbers, of_messages) = check_sqlite_copy(copy);
+        assert_eq!(verdict, "ok", "{}", copy.display());
+        assert!(numbers.len() <= 60);
+        eprintln!("{}: integrity ok, {} tickets", copy.display(), numbers.len());
+        // Whole transactions only: every ticket with its message, every message with its ticket.
+        for n in &numbers {
+            assert!(of_messages.contains(n), "ticket {n} without its message in {}", copy.display());
+        }
+        assert!(of_messages.iter().all(|n| numbers.contains(n)), "{}", copy.display());
+        let store = guichet::store::Store::open(&format!("sqlite://{}", copy.display()), 1).unwrap();
+        assert_eq!(store.read(guichet::store::tickets::all_tickets).unwrap().len(), numbers.len());
+    }
+    let last = check_sqlite_copy(copies.last().unwrap());
+    assert_eq!(last.1.len(), 60, "the backup taken after the last delivery has them all");
 }
 
 #[test]
@@ -441,6 +538,183 @@ fn the_daemon_tells_systemd_it_is_ready_then_stopping() {
     let _ = HELPDESK;
 }
 
+/// The datagrams that reach `socket` within `window`.
+fn notifications_within(socket: &UnixDatagram, window: Duration) -> Vec<String> {
+    let end = std::time::Instant::now() + window;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return got;
+        }
+        socket.set_read_timeout(Some(left)).unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return got,
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_daemon_pings_the_systemd_watchdog_only_while_its_database_answers() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let socket_path = cfg.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    // WatchdogSec=1s: systemd sets both variables for the service's main process.
+    let _daemon = cfg.start_with(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 before the timeout");
+    assert_eq!(&buf[..n], b"READY=1");
+
+    let alive = notifications_within(&socket, Duration::from_secs(3));
+
+    let pings = alive.iter().filter(|s| *s == "WATCHDOG=1").count();
+    assert!(pings >= 2, "every 0.5 s for 3 s: {alive:?}");
+    assert!(alive.iter().all(|s| s == "WATCHDOG=1"), "{alive:?}");
+
+    // The database stops answering: no more pings, so systemd would restart the daemon.
+    let db = (!on_postgres()).then(|| sqlite_path(&cfg));
+    match &db {
+        Some(db) => std::fs::rename(db, db.with_extension("moved")).unwrap(),
+        None => drop_the_postgres_database(&cfg),
+    }
+    // A ping already under way may still land.
+    notifications_within(&socket, Duration::from_millis(1500));
+    let dead = notifications_within(&socket, Duration::from_secs(3));
+    assert!(dead.is_empty(), "no ping without a database: {dead:?}");
+
+    if let Some(db) = db {
+        std::fs::rename(db.with_extension("moved"), &db).unwrap();
+        let back = notifications_within(&socket, Duration::from_secs(3));
+        assert!(back.iter().any(|s| s == "WATCHDOG=1"), "pings resume with the database: {back:?}");
+    }
+}
+
+/// The uid and gid of a system user.
+fn ids_of(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = std::process::Command::new("id").args([flag, user]).output().unwrap();
+        assert!(out.status.success(), "no user {user}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+#[test]
+fn postfix_delivering_through_the_pipe_transport_to_guichet_ingest_opens_a_ticket() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let guichet = std::path::Path::new(env!("CARGO_BIN_EXE_guichet"));
+    // pipe(8) runs the command as `nobody` (never as root): the installation is theirs, as
+    // /var/lib/guichet belongs to the package's `guichet` user. The database is made by them too.
+    let (uid, gid) = ids_of("nobody");
+    std::os::unix::fs::chown(cfg.dir.path(), Some(uid), Some(gid)).unwrap();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(guichet)
+        .arg("-c")
+        .arg(&cfg.path)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "migrate as nobody: {}", text(&out));
+    stack.pipe_to_guichet(guichet, &cfg.path, HELPDESK);
+    let customer = "marie@customer.example";
+    let raw = mail(customer, "Livré par le tuyau", "pipe1@customer.example", "", "Bonjour, le scanner ne répond plus.");
+
+    rt.block_on(stack.smtp_send(customer, &[HELPDESK], &raw)).expect("Postfix accepts the mail");
+
+    let ticket = wait_for(WAIT, "ticket 1 from the pipe transport", || cfg.ticket(1));
+    assert_eq!(ticket["requester"], customer, "{ticket}");
+    assert!(ticket["messages"][0]["text"].as_str().unwrap().contains("le scanner ne répond plus"), "{ticket}");
+    let maillog = stack.maillog();
+    let delivery = maillog.lines().find(|l| l.contains("relay=guichet")).unwrap_or_else(|| panic!("{maillog}"));
+    assert!(delivery.contains("status=sent") && delivery.contains(HELPDESK), "{delivery}");
+    assert_eq!(rt.block_on(stack.count(HELPDESK, "INBOX")), 0, "through the pipe, not a mailbox");
+    // The daemon sends what ingest queued: the acknowledgement reaches the customer.
+    let _daemon = cfg.start();
+    let ack = rt.block_on(stack.wait_for_messages(customer, "INBOX", 1, WAIT)).remove(0);
+    let parsed = mail_parser::MessageParser::default().parse(&ack).unwrap();
+    let subject = parsed.subject().unwrap_or_default();
+    assert!(subject.contains("Livré par le tuyau"), "{subject}");
+}
+
+#[test]
+fn the_package_holds_the_binary_the_unit_and_the_configuration_and_its_unit_verifies() {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: the package is built once per run, in the SQLite pass");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_guichet"));
+    // target/debug/guichet → target/package: cargo-deb's own directory, beside the tests' build.
+    let target = binary.parent().and_then(std::path::Path::parent).unwrap().join("package");
+    let out_dir = tempfile::tempdir().unwrap();
+    let deb = out_dir.path().join("guichet.deb");
+
+    // The binary under test is packaged as it is (no second, release build: README explains).
+    let out = std::process::Command::new(root.join("scripts/package"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("PACKAGE_BINARY", binary)
+        .env("PACKAGE_OUT", &deb)
+        .output()
+        .unwrap();
+
+    assert!(out.status.success(), "scripts/package: {}", text(&out));
+    let listing = std::process::Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    assert!(listing.status.success(), "{}", text(&listing));
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let entry = |path: &str| listing.lines().find(|l| l.ends_with(&format!(" ./{path}")));
+    let bin = entry("usr/bin/guichet").unwrap_or_else(|| panic!("no usr/bin/guichet in:\n{listing}"));
+    assert!(bin.starts_with("-rwxr-xr-x"), "{bin}");
+    for path in [
+        "usr/lib/systemd/system/guichet.service",
+        "usr/share/doc/guichet/example.toml",
+        "usr/share/doc/guichet/README.md",
+    ] {
+        assert!(entry(path).is_some(), "no {path} in:\n{listing}");
+    }
+    let info = std::process::Command::new("dpkg-deb").arg("-I").arg(&deb).output().unwrap();
+    let info = text(&info);
+    assert!(info.contains("Package: guichet") && info.contains("postinst"), "{info}");
+
+    // What it installs: the program runs, the unit is the one of debian/.
+    let tree = out_dir.path().join("root");
+    let unpack = std::process::Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree).output().unwrap();
+    assert!(unpack.status.success(), "{}", text(&unpack));
+    let version = std::process::Command::new(tree.join("usr/bin/guichet")).arg("--version").output().unwrap();
+    assert!(version.status.success() && text(&version).contains("guichet"), "{}", text(&version));
+    let unit = std::fs::read_to_string(tree.join("usr/lib/systemd/system/guichet.service")).unwrap();
+    assert!(unit.contains("WatchdogSec=30s") && unit.contains("Type=notify"), "{unit}");
+
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze is missing: the unit is not verified (install the systemd package)");
+        return;
+    };
+    // Verified in the unpacked tree (its /usr/bin/guichet), beside the machine's own units.
+    let units = tree.join("usr/lib/systemd/system");
+    let copy =
+        std::process::Command::new("cp").arg("-rn").arg("/usr/lib/systemd/system/.").arg(&units).output().unwrap();
+    assert!(copy.status.success(), "{}", text(&copy));
+    let verify = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(format!("--root={}", tree.display()))
+        .arg("guichet.service")
+        .output()
+        .unwrap();
+    assert!(verify.status.success() && text(&verify).trim().is_empty(), "systemd-analyze verify: {}", text(&verify));
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()).ok_or(())
+}
+
 #[test]
 fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -449,6 +723,7 @@ fn the_packaged_systemd_unit_waits_for_ready_and_is_sandboxed() {
 
     for line in [
         "Type=notify",
+        "WatchdogSec=30s",
         "User=guichet",
         "StateDirectory=guichet",
         "LoadCredential=guichet.toml:/etc/guichet/guichet.toml",

@@ -76,7 +76,8 @@ pub async fn readyz_operator(State(app): State<App>) -> (StatusCode, String) {
     readyz(app, Audience::Operator).await
 }
 
-async fn ping(app: &App) -> anyhow::Result<()> {
+/// The database answers within [`PING_TIMEOUT`] (also the systemd watchdog's condition).
+pub async fn ping(app: &App) -> anyhow::Result<()> {
     let store = app.store.clone();
     let answer = tokio::task::spawn_blocking(move || store.ping(PING_TIMEOUT));
     match tokio::time::timeout(PING_TIMEOUT + Duration::from_secs(1), answer).await {

@@ -6,7 +6,8 @@
 //! - `commands`: `guichet backup FILE` and `guichet forget EMAIL` (the SQL is in
 //!   `store::maintenance`);
 //! - `retention`: the daemon's task that drops raw mail of old closed tickets;
-//! - `sd_notify`: READY=1 / STOPPING=1 to systemd (`Type=notify`).
+//! - `sd_notify`: READY=1 / STOPPING=1 to systemd (`Type=notify`), and WATCHDOG=1 while the
+//!   database answers (`WatchdogSec=`).
 //!
 //! The `[log]` and `[retention]` settings live here rather than in `config.rs`.
 

@@ -171,6 +171,21 @@ impl MailStack {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    /// From now on Postfix hands mail for `address` to `guichet -c config ingest` through its
+    /// `pipe` transport, run as user `nobody` (README's master.cf example); `config` and the
+    /// database must be readable and writable by that user.
+    pub fn pipe_to_guichet(&self, guichet: &Path, config: &Path, address: &str) {
+        let out = Command::new(Self::script())
+            .arg("pipe-to-guichet")
+            .arg(self.dir.path())
+            .arg(guichet)
+            .arg(config)
+            .arg(address)
+            .output()
+            .expect("run scripts/mail-stack");
+        assert!(out.status.success(), "scripts/mail-stack pipe-to-guichet: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Closes every IMAP session of `user` (`doveadm kick`): clients must log in again.
     pub fn kick(&self, user: &str) {
         let conf = self.dir.path().join("dovecot.conf");
