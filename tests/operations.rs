@@ -351,7 +351,7 @@ fn a_backup_taken_while_60_mails_are_being_ingested_is_whole_and_opens() {
         }
         assert!(of_messages.iter().all(|n| numbers.contains(n)), "{}", copy.display());
         let store = guichet::store::Store::open(&format!("sqlite://{}", copy.display()), 1).unwrap();
-        assert_eq!(store.read(guichet::store::tickets::all_tickets).unwrap().len(), numbers.len());
+        assert_eq!(store.read(guichet::store::views::all_tickets).unwrap().len(), numbers.len());
     }
     let last = check_sqlite_copy(copies.last().unwrap());
     assert_eq!(last.1.len(), 60, "the backup taken after the last delivery has them all");
