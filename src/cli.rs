@@ -45,7 +45,7 @@ pub fn tickets(app: &App, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn ticket(app: &App, number: i64, json: bool) -> anyhow::Result<()> {
-    let Some(t) = app.store.read(|c| views::ticket_with_messages(c, number, &Audience::Staff))? else {
+    let Some(t) = app.store.read(|c| views::ticket_with_messages(c, number, &Audience::Staff, app.desk.lang()))? else {
         bail!("no ticket #{number}");
     };
     if json {

@@ -53,7 +53,14 @@ impl Desk {
     fn ticket(&self, n: i64) -> TicketJson {
         self.app
             .store
-            .read(|c| guichet::store::views::ticket_with_messages(c, n, &guichet::store::visibility::Audience::Staff))
+            .read(|c| {
+                guichet::store::views::ticket_with_messages(
+                    c,
+                    n,
+                    &guichet::store::visibility::Audience::Staff,
+                    self.app.desk.lang(),
+                )
+            })
             .unwrap()
             .expect("ticket exists")
     }

@@ -182,6 +182,7 @@ async fn another_customers_ticket_and_attachment_answer_404() {
                     email: "marie@example.com".into(),
                     shared_company: None,
                 },
+                "fr",
             )?)?)
         })
         .unwrap();

@@ -1065,6 +1065,7 @@ async fn script_in_subjects_names_file_names_and_bodies_never_runs_in_a_real_bro
                 c,
                 n,
                 &guichet::store::visibility::Audience::Customer { email: "x@example.org".into(), shared_company: None },
+                "fr",
             )?)?)
         })
         .unwrap();

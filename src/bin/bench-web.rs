@@ -297,6 +297,7 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                             auto: false,
                             refused: &[],
                             unverified: false,
+                            event: None,
                         },
                     )?;
                 }

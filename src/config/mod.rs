@@ -194,8 +194,8 @@ impl Settings {
         if EmailAddress::parse(&h.address).is_none() {
             bail!("configuration: helpdesk.address `{}` is not an email address", h.address);
         }
-        if !matches!(h.language.as_str(), "fr" | "en") {
-            bail!("configuration: helpdesk.language must be `fr` or `en`, not `{}`", h.language);
+        if !crate::catalog::languages().any(|l| l == h.language) {
+            bail!("configuration: helpdesk.language must be one of {}, not `{}`", known_languages(), h.language);
         }
         if !(h.public_url.starts_with("http://") || h.public_url.starts_with("https://")) {
             bail!("configuration: helpdesk.public_url must start with http:// or https://");
@@ -260,9 +260,9 @@ impl Settings {
                 bail!("configuration: mailbox[{i}].address `{address}` is not an email address");
             }
             if let Some(language) = &m.language
-                && !matches!(language.as_str(), "fr" | "en")
+                && !crate::catalog::languages().any(|l| l == language)
             {
-                bail!("configuration: mailbox[{i}].language must be `fr` or `en`, not `{language}`");
+                bail!("configuration: mailbox[{i}].language must be one of {}, not `{language}`", known_languages());
             }
             for s in m.staff.iter().flatten() {
                 if EmailAddress::parse(s).is_none() && !s.starts_with('@') {
@@ -417,6 +417,11 @@ fn env_value(path: &str, value: &str) -> config::Value {
         "false" => config::Value::from(false),
         _ => config::Value::from(value.to_string()),
     }
+}
+
+/// The languages with a catalog (`locales/`), for error messages: "`fr`, `en`".
+fn known_languages() -> String {
+    crate::catalog::languages().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::Desk;
 use super::notices::{Kind, Notice, human_size, queue};
 use super::timers;
-use crate::domain::{EmailAddress, MessageKind, Priority, Status};
+use crate::catalog;
+use crate::domain::{EmailAddress, Event, MessageKind, Priority, Status};
 use crate::parse::Attachment;
 use crate::store::Conn;
 use crate::store::messages::{self, NewMessage, RefusedAttachment};
@@ -69,7 +70,7 @@ pub fn store_message(
         .map(|a| RefusedAttachment {
             name: a.name.clone(),
             size: a.data.len() as u64,
-            reason: if lang == "en" { "too large".into() } else { "trop volumineux".into() },
+            reason: catalog::word(lang, "refused_too_large").into(),
         })
         .collect();
     let message_id = messages::insert_message(
@@ -89,6 +90,7 @@ pub fn store_message(
             auto: msg.auto,
             refused: &refused,
             unverified: msg.unverified,
+            event: None,
         },
     )?;
     tickets::note_waiting(conn, number, kind, msg.auto, at)?;
@@ -112,8 +114,18 @@ pub fn store_message(
     Ok(Stored { message_id, refused, files })
 }
 
-/// Records an `event` message (the trace of a change) in the desk's language.
-pub fn record_event(conn: &mut Conn, number: i64, actor: &EmailAddress, text: &str, at: i64) -> anyhow::Result<()> {
+/// Records an `event` message, the trace of a change: the fact (told in each reader's language when
+/// read) and, for the keyword search, its words in the desk's language.
+pub fn record_event(
+    conn: &mut Conn,
+    desk: &Desk,
+    number: i64,
+    actor: &EmailAddress,
+    event: Event,
+    at: i64,
+) -> anyhow::Result<()> {
+    let text = event.text(desk.lang());
+    let text = text.as_str();
     messages::insert_message(
         conn,
         &NewMessage {
@@ -131,6 +143,7 @@ pub fn record_event(conn: &mut Conn, number: i64, actor: &EmailAddress, text: &s
             auto: false,
             refused: &[],
             unverified: false,
+            event: Some(&event),
         },
     )?;
     Ok(())
@@ -157,11 +170,7 @@ pub struct OpenTicket<'a> {
 pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailing, at: i64) -> anyhow::Result<i64> {
     let lang = desk.lang();
     let company = desk.company_of(o.requester).map(|(name, _)| name);
-    let subject = if o.subject.trim().is_empty() {
-        if lang == "en" { "(no subject)" } else { "(sans objet)" }
-    } else {
-        o.subject
-    };
+    let subject = if o.subject.trim().is_empty() { catalog::word(lang, "no_subject") } else { o.subject };
     let number = tickets::insert_ticket(
         conn,
         &NewTicket {
@@ -185,17 +194,10 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     }
     let stored = store_message(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
     if let Some(old) = o.refers_to {
-        let text =
-            if lang == "en" { format!("Follows up ticket #{old}") } else { format!("Suite du ticket n° {old}") };
-        record_event(conn, number, &o.actor.address, &text, at)?;
+        record_event(conn, desk, number, &o.actor.address, Event::FollowsUp { ticket: old }, at)?;
     }
     if o.unverified {
-        let text = if lang == "en" {
-            "Sender not verified: the From address failed the DMARC check".to_string()
-        } else {
-            "Expéditeur non vérifié : l'adresse From a échoué au contrôle DMARC".to_string()
-        };
-        record_event(conn, number, &o.actor.address, &text, at)?;
+        record_event(conn, desk, number, &o.actor.address, Event::Unverified {}, at)?;
     }
     timers::sync(conn, desk, number, at)?;
     if mailing == Mailing::Silent {
@@ -274,8 +276,7 @@ pub fn customer_reply(
     let stored = store_message(conn, desk, number, MessageKind::Customer, &actor.address, msg, at)?;
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
-            let text = if desk.lang() == "en" { format!("In copy: {w}") } else { format!("En copie : {w}") };
-            record_event(conn, number, &actor.address, &text, at)?;
+            record_event(conn, desk, number, &actor.address, Event::WatcherAdded { address: w.to_string() }, at)?;
         }
     }
     tickets::touch(conn, number, at)?;
@@ -287,13 +288,8 @@ pub fn customer_reply(
     match status {
         Status::Waiting => change_status_silently(conn, desk, ticket, Status::Open, &actor.address, at)?,
         Status::Closed => {
-            let text = if desk.lang() == "en" {
-                "Reopened by the customer's answer".to_string()
-            } else {
-                "Rouvert par la réponse du client".to_string()
-            };
             tickets::set_status(conn, number, Status::Open, at)?;
-            record_event(conn, number, &actor.address, &text, at)?;
+            record_event(conn, desk, number, &actor.address, Event::ReopenedByCustomer {}, at)?;
         }
         Status::New | Status::Open => {}
     }
@@ -386,14 +382,11 @@ pub fn assign(
         return Ok(());
     }
     tickets::set_assignee(conn, ticket.number, to.map(EmailAddress::as_str), at)?;
-    let lang = desk.lang();
-    let text = match (to, lang) {
-        (Some(a), "en") => format!("Assigned to {a}"),
-        (Some(a), _) => format!("Assigné à {a}"),
-        (None, "en") => "Unassigned".to_string(),
-        (None, _) => "Désassigné".to_string(),
+    let event = match to {
+        Some(a) => Event::Assigned { to: a.to_string() },
+        None => Event::Unassigned {},
     };
-    record_event(conn, ticket.number, actor, &text, at)?;
+    record_event(conn, desk, ticket.number, actor, event, at)?;
     if let (Some(to), Mailing::Send) = (to, mailing) {
         let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
         let mut n = Notice::new("ticket_assigned", Some(&updated), Kind::Automatic);
@@ -429,14 +422,8 @@ fn change_status_silently(
     actor: &EmailAddress,
     at: i64,
 ) -> anyhow::Result<()> {
-    let lang = desk.lang();
     tickets::set_status(conn, ticket.number, to, at)?;
-    let text = if lang == "en" {
-        format!("Status: {} → {}", ticket.status().label(lang), to.label(lang))
-    } else {
-        format!("Statut : {} → {}", ticket.status().label(lang), to.label(lang))
-    };
-    record_event(conn, ticket.number, actor, &text, at)
+    record_event(conn, desk, ticket.number, actor, Event::StatusChanged { from: ticket.status(), to }, at)
 }
 
 fn status_notice(
@@ -500,10 +487,8 @@ pub fn reopen(
     reason: &str,
     at: i64,
 ) -> anyhow::Result<()> {
-    let lang = desk.lang();
     tickets::set_status(conn, ticket.number, Status::Open, at)?;
-    let text = if lang == "en" { format!("Reopened: {reason}") } else { format!("Rouvert : {reason}") };
-    record_event(conn, ticket.number, actor, &text, at)?;
+    record_event(conn, desk, ticket.number, actor, Event::Reopened { reason: reason.to_string() }, at)?;
     timers::sync(conn, desk, ticket.number, at)?;
     let updated = tickets::get_ticket(conn, ticket.number)?.expect("exists");
     status_notice(conn, desk, &updated, Status::Open, actor, Some(reason), at)
@@ -522,14 +507,8 @@ pub fn set_priority(
     if ticket.priority() == to {
         return Ok(());
     }
-    let lang = desk.lang();
     tickets::set_priority(conn, ticket.number, to, at)?;
-    let text = if lang == "en" {
-        format!("Priority: {} → {}", ticket.priority().label(lang), to.label(lang))
-    } else {
-        format!("Priorité : {} → {}", ticket.priority().label(lang), to.label(lang))
-    };
-    record_event(conn, ticket.number, actor, &text, at)?;
+    record_event(conn, desk, ticket.number, actor, Event::PriorityChanged { from: ticket.priority(), to }, at)?;
     timers::sync(conn, desk, ticket.number, at)?;
     if mailing == Mailing::Send {
         // The customer hears of it: how soon they may expect an answer changed.

@@ -6,7 +6,7 @@ use super::Desk;
 use super::actions::{self, Actor, Incoming, Mailing, OpenTicket};
 pub use super::commands::{Assign, StaffCommands};
 use super::notices::{Kind, Notice, queue};
-use crate::domain::{EmailAddress, MessageKind, Priority, Status};
+use crate::domain::{EmailAddress, Event, MessageKind, Priority, Status};
 use crate::notify::message_id;
 use crate::parse::{self, InboundMail};
 use crate::store::raw::{self, RawState};
@@ -523,13 +523,8 @@ fn staff_new_ticket(
     }
     if on_behalf {
         // Staff's own address never reaches a customer (SPEC §7): their display name only.
-        let by = actions::display_name_only(actor);
-        let text = if desk.lang() == "en" {
-            format!("Opened by {by} on behalf of {requester}")
-        } else {
-            format!("Ouvert par {by} pour le compte de {requester}")
-        };
-        actions::record_event(conn, number, &actor.address, &text, now)?;
+        let event = Event::OpenedOnBehalf { by: actions::display_name_only(actor), requester: requester.to_string() };
+        actions::record_event(conn, desk, number, &actor.address, event, now)?;
     }
     Ok(Outcome::Ticket { number, created: true })
 }

@@ -4,6 +4,7 @@
 use super::Desk;
 use super::actions;
 use super::inbound::Outcome;
+use crate::domain::Event;
 use crate::parse;
 use crate::store::{Conn, outbox};
 
@@ -36,12 +37,8 @@ pub(super) fn delivery_report(
     }
     outbox::mark_failed(conn, row.id, &format!("delivery report: {}", reasons.join("; ")))?;
     if let Some(number) = row.ticket_number {
-        let text = if desk.lang() == "en" {
-            format!("Delivery failed ({}): {}", row.event, reasons.join("; "))
-        } else {
-            format!("Échec de distribution ({}) : {}", row.event, reasons.join(" ; "))
-        };
-        actions::record_event(conn, number, &desk.helpdesk, &text, now)?;
+        let event = Event::DeliveryFailed { notice: row.event.clone(), failures: reasons.join("; ") };
+        actions::record_event(conn, desk, number, &desk.helpdesk, event, now)?;
     }
     Ok(Outcome::Report { ticket: row.ticket_number })
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::Desk;
 use super::actions::{self, Mailing};
 use super::notices::{Kind, Notice, queue};
-use crate::domain::{EmailAddress, Priority, Status};
+use crate::domain::{EmailAddress, Event, Priority, Status};
 use crate::store::Conn;
 use crate::store::schema::{tickets, timers};
 use crate::store::tickets::{self as store_tickets, TicketRow};
@@ -139,8 +139,7 @@ fn remind(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, now: i64) -> anyhow:
     let mut n = Notice::new("waiting_reminder", Some(ticket), Kind::Automatic);
     n.recipients = actions::customers_of(conn, ticket)?;
     queue(conn, desk, n, now)?;
-    let text = if desk.lang() == "en" { "Reminder sent to the customer" } else { "Relance envoyée au client" };
-    actions::record_event(conn, ticket.number, &desk.helpdesk, text, now)
+    actions::record_event(conn, desk, ticket.number, &desk.helpdesk, Event::ReminderSent {}, now)
 }
 
 fn close(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, now: i64) -> anyhow::Result<()> {
@@ -154,8 +153,7 @@ fn close(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, now: i64) -> anyhow::
 
 fn escalate(conn: &mut Conn, desk: &Desk, ticket: &TicketRow, now: i64) -> anyhow::Result<()> {
     let waited = now - ticket.waiting_since.unwrap_or(now);
-    let text = if desk.lang() == "en" { "Overdue: no staff answer yet" } else { "En retard : pas encore de réponse" };
-    actions::record_event(conn, ticket.number, &desk.helpdesk, text, now)?;
+    actions::record_event(conn, desk, ticket.number, &desk.helpdesk, Event::Overdue {}, now)?;
     let ticket = store_tickets::get_ticket(conn, ticket.number)?.expect("exists");
     let mut n = Notice::new("staff_alert_overdue", Some(&ticket), Kind::Automatic);
     n.recipients = desk.alert_recipients(&ticket);
@@ -182,7 +180,7 @@ pub fn is_overdue(conn: &mut Conn, number: i64) -> anyhow::Result<bool> {
 /// "2 h 05", "3 j 4 h" (or "3 d 4 h"): how long a customer has waited.
 pub fn human_duration(seconds: i64, lang: &str) -> String {
     let (d, h, m) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60);
-    let day = if lang == "en" { "d" } else { "j" };
+    let day = crate::catalog::word(lang, "unit_day");
     match (d, h) {
         (0, 0) => format!("{m} min"),
         (0, _) => format!("{h} h {m:02}"),

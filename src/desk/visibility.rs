@@ -7,7 +7,8 @@
 //!   staff member's display name (or the helpdesk's name), as in the mails relayed to them;
 //! - of a staff member's message, only what was relayed: its answer text — not the whole mail
 //!   with its command lines and quoted history, not the mail's HTML;
-//! - in an event, a staff address named in its text reads as the helpdesk's name;
+//! - in an event, a staff address named in its arguments (and so in its words, told from them)
+//!   reads as the helpdesk's name, whoever recorded it (`event_for`);
 //! - a ticket's assignee never (`ticket_for`).
 //!
 //! Which tickets and messages a viewer may see at all is `store::visibility` (the rule that the
@@ -19,7 +20,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::Desk;
-use crate::domain::{EmailAddress, MessageKind};
+use crate::domain::{EmailAddress, Event, MessageKind};
 pub use crate::store::visibility::{Audience, may_see, sees_message};
 
 /// A ticket as a customer is shown it: who handles it inside the team is internal.
@@ -77,6 +78,11 @@ pub fn shown<'a>(desk: &Desk, staff_viewer: bool, m: &Written<'a>) -> Shown<'a> 
         full_text,
         html: false,
     }
+}
+
+/// An event (a fact of the history) as `staff_viewer` (or a customer) is shown it.
+pub fn event_for(desk: &Desk, staff_viewer: bool, event: Event) -> Event {
+    if staff_viewer { event } else { event.map_text(|s| without_staff_addresses(desk, s).into_owned()) }
 }
 
 /// `text` with every staff address replaced by the helpdesk's name.

@@ -45,31 +45,16 @@ string_enum!(
 );
 
 impl Status {
-    /// French label as the reference portals show it.
+    /// Its label in `lang` (the catalog's `status_<code>`).
     pub fn label(self, lang: &str) -> &'static str {
-        match (lang, self) {
-            ("en", Status::New) => "New",
-            ("en", Status::Open) => "In progress",
-            ("en", Status::Waiting) => "Waiting on customer",
-            ("en", Status::Closed) => "Closed",
-            (_, Status::New) => "Nouveau",
-            (_, Status::Open) => "En cours",
-            (_, Status::Waiting) => "En attente client",
-            (_, Status::Closed) => "Clôturé",
-        }
+        crate::catalog::lookup(lang, &format!("status_{}", self.as_str())).unwrap_or(self.as_str())
     }
 }
 
 impl Priority {
+    /// Its label in `lang` (the catalog's `priority_<code>`).
     pub fn label(self, lang: &str) -> &'static str {
-        match (lang, self) {
-            ("en", Priority::Low) => "Low",
-            ("en", Priority::Normal) => "Normal",
-            ("en", Priority::Blocking) => "Blocking",
-            (_, Priority::Low) => "Faible",
-            (_, Priority::Normal) => "Normale",
-            (_, Priority::Blocking) => "Bloquante",
-        }
+        crate::catalog::lookup(lang, &format!("priority_{}", self.as_str())).unwrap_or(self.as_str())
     }
 }
 

@@ -48,6 +48,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use anyhow::{Context as _, bail, ensure};
 use handlebars::{
@@ -58,6 +59,7 @@ use include_dir::{Dir, include_dir};
 use serde_json::Value;
 
 use super::compose::{MAX_SUBJECT_CHARS, header_text, shorten_subject};
+use crate::catalog;
 
 static BUILT_IN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/mail-templates");
 
@@ -82,9 +84,9 @@ pub const EVENTS: &[&str] = &[
     "priority_changed",
     "customer_closed",
 ];
-/// The languages with templates; the first one is the default.
-pub const LANGUAGES: &[&str] = &["fr", "en"];
-pub const DEFAULT_LANGUAGE: &str = "fr";
+/// The languages with templates: those of the catalog (`locales/`), the default first.
+pub static LANGUAGES: LazyLock<Vec<&'static str>> = LazyLock::new(|| catalog::languages().collect());
+pub use crate::catalog::DEFAULT_LANGUAGE;
 const PARTS: &[&str] = &["subject", "txt", "html"];
 
 /// One rendered mail.
@@ -120,7 +122,7 @@ impl Renderer {
     /// The compiled-in templates, each replaced by `templates_dir/<language>/<file>` when that file exists.
     pub fn new(templates_dir: Option<&Path>) -> anyhow::Result<Renderer> {
         let mut languages = BTreeMap::new();
-        for &lang in LANGUAGES {
+        for &lang in LANGUAGES.iter() {
             let sources = sources(lang, templates_dir)?;
             languages.insert(lang, Registries::compile(lang, &sources)?);
         }
@@ -250,8 +252,8 @@ fn nl2br(
 /// A size for people, in the mail's language: `2 Mo` / `2 MB`, `1,5 Mo` / `1.5 MB`, `800 Ko`, `12 octets`.
 /// Binary multiples, as the limit is configured in bytes (2 MB = 2,097,152 bytes).
 pub fn human_size(bytes: u64, lang: &str) -> String {
-    let french = language(lang) == "fr";
-    let units: [&str; 4] = if french { ["octets", "Ko", "Mo", "Go"] } else { ["bytes", "KB", "MB", "GB"] };
+    let lang = language(lang);
+    let units = ["unit_bytes", "unit_kb", "unit_mb", "unit_gb"].map(|key| catalog::word(lang, key));
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit < units.len() - 1 {
@@ -264,7 +266,7 @@ pub fn human_size(bytes: u64, lang: &str) -> String {
         // One decimal, none when it would be `.0`.
         let rounded = (value * 10.0).round() / 10.0;
         let number = if rounded.fract() == 0.0 { format!("{rounded:.0}") } else { format!("{rounded:.1}") };
-        if french { number.replace('.', ",") } else { number }
+        number.replace('.', catalog::word(lang, "decimal_separator"))
     };
     format!("{number} {}", units[unit])
 }
@@ -272,6 +274,7 @@ pub fn human_size(bytes: u64, lang: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Priority, Status};
     use serde_json::json;
 
     const URL: &str = "http://127.0.0.1:8080/tickets/42";
@@ -283,8 +286,8 @@ mod tests {
             "token": "[Ticket #42]",
             "ticket": {
                 "number": 42, "subject": "Imprimante bloquée", "status": "open",
-                "status_label": if lang == "en" { "In progress" } else { "En cours" },
-                "priority": "blocking", "priority_label": if lang == "en" { "Blocking" } else { "Bloquante" },
+                "status_label": Status::Open.label(lang),
+                "priority": "blocking", "priority_label": Priority::Blocking.label(lang),
                 "requester": "client@customer.example", "product": "Sage Paie", "service": "Support",
             },
             "ticket_url": URL,
@@ -313,7 +316,7 @@ mod tests {
         let renderer = renderer();
         let mut rendered_count = 0;
 
-        for lang in LANGUAGES {
+        for lang in LANGUAGES.iter() {
             for event in EVENTS {
                 let mail = renderer.render(lang, event, &sample_context(lang)).unwrap_or_else(|e| panic!("{e:#}"));
 
@@ -344,7 +347,7 @@ mod tests {
     #[test]
     fn each_event_says_what_it_is_about() {
         let renderer = renderer();
-        for lang in LANGUAGES {
+        for lang in LANGUAGES.iter() {
             let ctx = sample_context(lang);
             let render = |event| renderer.render(lang, event, &ctx).unwrap();
 
@@ -355,20 +358,21 @@ mod tests {
             let mut waiting = ctx.clone();
             waiting["ticket"]["status"] = serde_json::json!("waiting");
             let waits = renderer.render(lang, "staff_answer", &waiting).unwrap();
-            assert!(waits.text.contains(if *lang == "en" {
-                "waiting for your answer"
-            } else {
-                "attendons votre réponse"
-            }));
+            let waiting_words = match *lang {
+                "en" => "waiting for your answer",
+                _ => "attendons votre réponse",
+            };
+            assert!(waits.text.contains(waiting_words), "{lang}");
             assert!(render("customer_answer").text.contains("« Erreur 42 »"));
             assert!(render("staff_alert_created").text.contains("client@customer.example"));
             assert!(render("staff_alert_created").text.contains("Sage Paie"));
-            assert!(render("status_changed").subject.contains(if *lang == "en" { "In progress" } else { "En cours" }));
+            assert!(render("status_changed").subject.contains(Status::Open.label(lang)));
             let reopened = render("ticket_reopened");
             assert!(reopened.text.contains("Le problème est revenu ce matin."));
             assert!(reopened.html.contains("Le problème est revenu ce matin."));
             let refused = render("attachment_refused");
-            for expected in ["scan.pdf", "video.mp4", if *lang == "en" { "2 MB" } else { "2 Mo" }] {
+            let size = format!("2 {}", catalog::word(lang, "unit_mb"));
+            for expected in ["scan.pdf", "video.mp4", size.as_str()] {
                 assert!(refused.text.contains(expected) && refused.html.contains(expected), "{lang}: {expected}");
             }
             let unknown = render("unknown_command");
@@ -387,7 +391,7 @@ mod tests {
         let login = json!({"helpdesk_name": "Support", "link": LINK});
         let unknown = json!({"helpdesk_name": "Support", "commands": ["#foo", "#bar baz"]});
 
-        for lang in LANGUAGES {
+        for lang in LANGUAGES.iter() {
             assert!(renderer.render(lang, "login_link", &login).unwrap().text.contains(LINK));
             let mail = renderer.render(lang, "unknown_command", &unknown).unwrap();
             assert!(!mail.subject.contains("Ticket") && mail.text.contains("#bar baz"), "{lang}: {mail:?}");
@@ -511,7 +515,7 @@ mod tests {
 
     #[test]
     fn the_built_in_directory_holds_exactly_the_expected_files() {
-        for lang in LANGUAGES {
+        for lang in LANGUAGES.iter() {
             let files = sources(lang, None).unwrap();
             let templates = files.keys().filter(|f| !f.starts_with('_')).count();
             assert_eq!(templates, EVENTS.len() * PARTS.len(), "{lang}");

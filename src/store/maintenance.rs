@@ -196,15 +196,22 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
     let mention = Mention::new(address, &placeholder)?;
     let mentioning: Vec<Id> = diesel::sql_query(
         "SELECT id FROM messages WHERE LOWER(from_addr) LIKE $1 OR LOWER(subject) LIKE $1 \
-         OR LOWER(full_text) LIKE $1 OR LOWER(text) LIKE $1 OR LOWER(html) LIKE $1",
+         OR LOWER(full_text) LIKE $1 OR LOWER(text) LIKE $1 OR LOWER(html) LIKE $1 OR LOWER(event) LIKE $1",
     )
     .bind::<Text, _>(&like)
     .load(conn)?;
     for Id { id } in mentioning {
-        type Texts = (String, String, String, String, Option<String>);
-        let (from, subject, text, full_text, html): Texts = messages::table
+        type Texts = (String, String, String, String, Option<String>, Option<String>);
+        let (from, subject, text, full_text, html, event): Texts = messages::table
             .find(id)
-            .select((messages::from_addr, messages::subject, messages::text, messages::full_text, messages::html))
+            .select((
+                messages::from_addr,
+                messages::subject,
+                messages::text,
+                messages::full_text,
+                messages::html,
+                messages::event,
+            ))
             .get_result(conn)?;
         let (subject, full_text) = (mention.scrub(&subject), mention.scrub(&full_text));
         diesel::update(messages::table.find(id))
@@ -214,6 +221,8 @@ pub fn forget_in(conn: &mut Conn, address: &str) -> anyhow::Result<Forgotten> {
                 messages::text.eq(mention.scrub(&text)),
                 messages::full_text.eq(&full_text),
                 messages::html.eq(html.as_deref().map(|h| mention.scrub(h))),
+                // A fact naming them (a watcher added, a ticket opened on their behalf…).
+                messages::event.eq(event.as_deref().map(|e| mention.scrub(e))),
             ))
             .execute(conn)?;
         unindex(conn, id)?;

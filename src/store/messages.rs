@@ -7,7 +7,7 @@ use super::schema::{attachments, blobs, messages, raw_mails};
 use super::tickets::add_thread_id;
 use super::visibility::{self, Audience};
 use super::{AnyConnection, Conn, next_id, search_index};
-use crate::domain::MessageKind;
+use crate::domain::{Event, MessageKind};
 use crate::parse::RawSpan;
 
 pub struct NewMessage<'a> {
@@ -26,6 +26,8 @@ pub struct NewMessage<'a> {
     pub refused: &'a [RefusedAttachment],
     /// Its mail was not authenticated as its sender (SPEC §7).
     pub unverified: bool,
+    /// The fact behind an `event` message (its `text` is then that event told in the desk's language).
+    pub event: Option<&'a Event>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
             messages::auto.eq(m.auto),
             messages::refused.eq(serde_json::to_string(m.refused)?),
             messages::unverified.eq(m.unverified),
+            messages::event.eq(m.event.map(Event::stored)),
         ))
         .execute(conn)?;
     if let Some(mid) = m.mail_message_id {
@@ -137,6 +140,21 @@ pub struct MessageRow {
     pub auto: bool,
     pub refused: String,
     pub unverified: bool,
+    /// An `event` message's fact as stored (see [`Event::stored`]).
+    pub event: Option<String>,
+}
+
+impl MessageRow {
+    /// The fact behind an `event` message (None for every other kind).
+    pub fn event(&self) -> Option<Event> {
+        if self.kind != MessageKind::Event.as_str() {
+            return None;
+        }
+        Some(match &self.event {
+            Some(stored) => Event::from_stored(stored, &self.text),
+            None => Event::Text { text: self.text.clone() },
+        })
+    }
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]

@@ -321,6 +321,19 @@ impl Store {
         Ok(applied)
     }
 
+    /// Reverts the newest applied migration (its `down.sql`); returns its name. For tests of a
+    /// migration's data conversion, and for a downgrade by hand.
+    pub fn revert_last_migration(&self) -> anyhow::Result<String> {
+        let mut conn = self.conn()?;
+        let reverted = match &mut *conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgresql(pg) => pg.revert_last_migration(POSTGRES_MIGRATIONS).map(|m| m.to_string()),
+            AnyConnection::Sqlite(sqlite) => sqlite.revert_last_migration(SQLITE_MIGRATIONS).map(|m| m.to_string()),
+        }
+        .map_err(|e| anyhow::anyhow!("reverting a migration failed: {e}"))?;
+        Ok(reverted)
+    }
+
     pub fn conn(&self) -> anyhow::Result<PooledConn> {
         self.pool.get().context("no database connection available")
     }

@@ -57,6 +57,7 @@ diesel::table! {
         auto -> Bool,
         refused -> Text,
         unverified -> Bool,
+        event -> Nullable<Text>,
     }
 }
 

@@ -8,6 +8,7 @@ use super::schema::{tickets, watchers};
 use super::tickets::{TicketRow, get_ticket, watchers_of};
 use super::visibility::Audience;
 use super::{Conn, rfc3339};
+use crate::domain::Event;
 
 // ---- JSON shapes of SPEC §1 -------------------------------------------------------------------
 
@@ -55,6 +56,10 @@ pub struct MessageJson {
     pub unverified: bool,
     pub attachments: Vec<AttachmentJson>,
     pub refused_attachments: Vec<RefusedAttachment>,
+    /// An `event` message's fact, `{"code": …, "args": {…}}`; its `text` is that fact told in the
+    /// reader's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -91,8 +96,13 @@ pub fn ticket_json(row: &TicketRow, watchers: Vec<String>) -> TicketJson {
     }
 }
 
-/// One ticket with the conversation that `audience` may see.
-pub fn ticket_with_messages(conn: &mut Conn, number: i64, audience: &Audience) -> anyhow::Result<Option<TicketJson>> {
+/// One ticket with the conversation that `audience` may see, its history told in `lang`.
+pub fn ticket_with_messages(
+    conn: &mut Conn,
+    number: i64,
+    audience: &Audience,
+    lang: &str,
+) -> anyhow::Result<Option<TicketJson>> {
     let Some(row) = get_ticket(conn, number)? else { return Ok(None) };
     let mut json = ticket_json(&row, watchers_of(conn, number)?);
     let msgs = messages_of(conn, number, audience)?;
@@ -100,7 +110,16 @@ pub fn ticket_with_messages(conn: &mut Conn, number: i64, audience: &Audience) -
     let files = attachments_of(conn, &ids)?;
     json.messages = Some(
         msgs.into_iter()
-            .map(|m| MessageJson {
+            .map(|mut m| {
+                let event = m.event();
+                if let Some(e) = &event {
+                    m.text = e.text(lang);
+                    m.full_text = m.text.clone();
+                }
+                (m, event)
+            })
+            .map(|(m, event)| MessageJson {
+                event,
                 attachments: files
                     .iter()
                     .filter(|a| a.message_id == m.id)

@@ -51,7 +51,9 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
         .run(move |s| {
             s.read(|c| {
                 let Some(row) = visible_ticket(c, &v, n)? else { return Ok(None) };
-                let Some(mut json) = views::ticket_with_messages(c, n, &v.audience)? else { return Ok(None) };
+                let Some(mut json) = views::ticket_with_messages(c, n, &v.audience, v.lang.code())? else {
+                    return Ok(None);
+                };
                 json.unread = Some(reads::is_unread(c, v.address.as_str(), &row)?);
                 let ids: Vec<i64> = json.messages.iter().flatten().map(|m| m.id).collect();
                 let cids: HashMap<i64, HashMap<String, i64>> =
@@ -69,6 +71,12 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
     visibility::ticket_for(viewer.is_staff(), &mut json);
     let empty = HashMap::new();
     for m in json.messages.iter_mut().flatten() {
+        if let Some(event) = m.event.take() {
+            let event = visibility::event_for(&app.desk, viewer.is_staff(), event);
+            m.text = event.text(viewer.lang.code());
+            m.full_text = m.text.clone();
+            m.event = Some(event);
+        }
         let written = visibility::Written {
             kind: &m.kind,
             from: &m.from,

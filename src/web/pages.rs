@@ -1,12 +1,11 @@
 //! Server-rendered pages: Handlebars templates from `web-templates/`, compiled into the binary and
 //! registered once, in strict mode (a variable a template names but the context lacks is an error)
-//! with HTML escaping on. The words of the pages live in `web-templates/strings.toml`, one table per
-//! language with the same keys; every template reaches them as `t.<key>`.
+//! with HTML escaping on. The words of the pages are the catalog's (`locales/<code>.toml`, see
+//! [`crate::catalog`]); every template reaches them as `t.<key>`.
 //!
 //! Every page gets the common context of [`Page`]: `t`, `lang`, `title`, `helpdesk_name`, and
 //! `viewer` (`{email, staff, csrf}`, or `false` before login).
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use handlebars::Handlebars;
@@ -15,12 +14,11 @@ use serde_json::{Value, json};
 
 use super::WebError;
 use super::session::{Lang, Viewer};
+use crate::catalog;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web-templates");
 
 static REGISTRY: LazyLock<Handlebars<'static>> = LazyLock::new(|| build_registry().expect("web templates compile"));
-
-static STRINGS: LazyLock<BTreeMap<String, Value>> = LazyLock::new(|| load_strings().expect("web strings load"));
 
 /// The page templates, by name (file name without `.hbs`; `_name` files are partials).
 pub const PAGES: &[&str] = &["login", "login_confirm", "list", "ticket", "new_ticket", "error"];
@@ -44,24 +42,14 @@ fn build_registry() -> anyhow::Result<Handlebars<'static>> {
     Ok(hb)
 }
 
-fn load_strings() -> anyhow::Result<BTreeMap<String, Value>> {
-    let file = TEMPLATES.get_file("strings.toml").ok_or_else(|| anyhow::anyhow!("strings.toml is missing"))?;
-    let table: BTreeMap<String, toml::Value> = toml::from_str(file.contents_utf8().unwrap_or_default())?;
-    Ok(table.into_iter().map(|(lang, v)| (lang, serde_json::to_value(v).unwrap_or(Value::Null))).collect())
-}
-
-/// The strings of a language (`t` in the templates).
+/// The strings of a language (`t` in the templates): the catalog's.
 pub fn strings(lang: Lang) -> &'static Value {
-    &STRINGS[lang.code()]
+    catalog::strings(lang.code())
 }
 
 /// One string, with `{name}` placeholders replaced.
 pub fn text(lang: Lang, key: &str, args: &[(&str, String)]) -> String {
-    let mut s = strings(lang).get(key).and_then(Value::as_str).unwrap_or(key).to_string();
-    for (name, value) in args {
-        s = s.replace(&format!("{{{name}}}"), value);
-    }
-    s
+    catalog::text(lang.code(), key, args)
 }
 
 /// A page about to be rendered.
@@ -117,10 +105,7 @@ pub fn error_page(lang: Lang, code: &str, message: Option<&str>, helpdesk_name: 
 pub fn human_time(lang: Lang, zone: chrono_tz::Tz, t: i64) -> String {
     use chrono::TimeZone;
     let Some(dt) = zone.timestamp_opt(t, 0).single() else { return crate::store::rfc3339(t) };
-    match lang {
-        Lang::Fr => dt.format("%d/%m/%Y %H:%M %Z").to_string(),
-        Lang::En => dt.format("%Y-%m-%d %H:%M %Z").to_string(),
-    }
+    dt.format(catalog::word(lang.code(), "date_format")).to_string()
 }
 
 /// `{human, iso}` for templates.
@@ -131,16 +116,6 @@ pub fn time_json(lang: Lang, zone: chrono_tz::Tz, t: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_language_has_the_same_strings() {
-        let fr = strings(Lang::Fr).as_object().unwrap();
-        let en = strings(Lang::En).as_object().unwrap();
-        let missing: Vec<_> =
-            fr.keys().filter(|k| !en.contains_key(*k)).chain(en.keys().filter(|k| !fr.contains_key(*k))).collect();
-        assert!(missing.is_empty(), "strings missing in one language: {missing:?}");
-        assert!(fr.len() > 50);
-    }
 
     #[test]
     fn the_templates_compile_and_error_pages_render_in_both_languages() {

@@ -23,25 +23,31 @@ use crate::store::visibility::Audience;
 
 pub const SESSION_COOKIE: &str = "guichet_session";
 
-/// The languages of the pages.
+/// The language of a page: one with a catalog (`locales/<code>.toml`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lang {
-    Fr,
-    En,
-}
+pub struct Lang(&'static str);
 
+#[allow(non_upper_case_globals)]
 impl Lang {
+    #[cfg(test)]
+    pub const Fr: Lang = Lang("fr");
+    #[cfg(test)]
+    pub const En: Lang = Lang("en");
+
     pub fn code(self) -> &'static str {
-        match self {
-            Lang::Fr => "fr",
-            Lang::En => "en",
-        }
+        self.0
     }
 
-    /// The reader's language: the first of French or English in `Accept-Language` (by weight),
-    /// else the helpdesk's `language`.
+    /// `code` (`en`, `en-GB`) if the catalog has its language.
+    pub fn known(code: &str) -> Option<Lang> {
+        let primary = code.trim().split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+        crate::catalog::languages().find(|l| *l == primary).map(Lang)
+    }
+
+    /// The reader's language: the first in `Accept-Language` (by weight) that has a catalog, else
+    /// the helpdesk's `language`.
     pub fn of(headers: &HeaderMap, settings: &Settings) -> Lang {
-        let configured = if settings.helpdesk.language == "en" { Lang::En } else { Lang::Fr };
+        let configured = Lang(crate::catalog::language(&settings.helpdesk.language));
         let Some(accept) = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
             return configured;
         };
@@ -49,15 +55,9 @@ impl Lang {
             .split(',')
             .filter_map(|item| {
                 let mut parts = item.trim().split(';');
-                let tag = parts.next()?.trim().to_ascii_lowercase();
+                let lang = Lang::known(parts.next()?)?;
                 let q =
                     parts.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
-                let primary = tag.split('-').next().unwrap_or("");
-                let lang = match primary {
-                    "fr" => Lang::Fr,
-                    "en" => Lang::En,
-                    _ => return None,
-                };
                 (q > 0.0).then_some((q, lang))
             })
             .collect();

@@ -189,6 +189,8 @@ fn view(app: &App, viewer: &Viewer, l: &Loaded, flash: Flash, draft: &str, image
 fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], images: bool) -> Value {
     let lang = viewer.lang;
     let kind = m.kind.as_str();
+    // A fact of the history is told in the reader's language, as the reader may see it.
+    let told = m.event().map(|e| visibility::event_for(&app.desk, viewer.is_staff(), e).text(lang.code()));
     let shown = shown_message(
         app,
         viewer,
@@ -196,8 +198,8 @@ fn message(app: &App, viewer: &Viewer, m: &MessageRow, files: &[AttachmentRow], 
             kind,
             from: &m.from_addr,
             name: m.from_name.as_deref(),
-            text: &m.text,
-            full_text: &m.full_text,
+            text: told.as_deref().unwrap_or(&m.text),
+            full_text: told.as_deref().unwrap_or(&m.full_text),
         },
     );
     let own: Vec<&AttachmentRow> = files.iter().filter(|a| a.message_id == m.id).collect();

@@ -23,6 +23,7 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use crate::app::{App, Shutdown};
 use crate::config::{Smtp, SmtpTransport, TlsMode};
 use crate::desk::actions::record_event;
+use crate::domain::Event;
 use crate::notify::pending::{self, CannotCompose};
 use crate::notify::render::Renderer;
 use crate::oauth::{TokenError, TokenSource};
@@ -401,12 +402,8 @@ fn record_attempts(c: &mut store::Conn, app: &App, results: &[(OutboxRow, Attemp
                 if let Some(n) = row.ticket_number.filter(|n| *n > 0)
                     && tickets::get_ticket(c, n)?.is_some()
                 {
-                    let text = if app.desk.lang() == "en" {
-                        format!("Notification to {} refused: {err}", row.recipient)
-                    } else {
-                        format!("Notification à {} refusée : {err}", row.recipient)
-                    };
-                    record_event(c, n, &app.desk.helpdesk, &text, now)?;
+                    let event = Event::NotificationRefused { recipient: row.recipient.clone(), error: err.clone() };
+                    record_event(c, &app.desk, n, &app.desk.helpdesk, event, now)?;
                 }
             }
         }
