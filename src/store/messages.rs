@@ -54,8 +54,7 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
             auto: m.auto,
             refused: serde_json::to_string(m.refused)?,
             unverified: m.unverified,
-        })
-        .is_ok();
+        });
     if !held {
         insert_message_row(conn, id, m)?;
     }

@@ -35,7 +35,6 @@ pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
             spec: queued.spec.to_string(),
             at: queued.at,
         })
-        .is_ok()
     {
         return Ok(());
     }
