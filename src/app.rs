@@ -102,15 +102,26 @@ impl App {
         let write = |prepared: Vec<inbound::Prepared>, isolation| {
             self.store.write(|conn| {
                 let now = store::now();
+                // PostgreSQL: the batch's rows written a table at a time just before COMMIT, what
+                // it looks up asked at once (`store::pg_batch`); should the rows fail, the batch
+                // is written again, each mail in a savepoint.
+                let held = isolation == Isolation::Batch && store::pg_batch::begin(conn, mails.len());
+                if held {
+                    inbound::prefetch(conn, desk, &prepared, now)?;
+                }
                 let outcomes = mails
                     .iter()
                     .zip(prepared)
                     .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now, isolation))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 also(conn, &outcomes)?;
+                if held {
+                    store::pg_batch::flush(conn).map_err(|e| e.context(inbound::MailFailed))?;
+                }
                 Ok(outcomes)
             })
         };
+        let statements = store::thread_statements();
         // Without a savepoint per mail first; should one mail fail, the batch is written again
         // with them, so that it goes to quarantine alone (`inbound::Isolation`).
         let outcomes = match write(prepared, Isolation::Batch) {
@@ -120,6 +131,9 @@ impl App {
             }
             other => other,
         }?;
+        let statements = store::thread_statements() - statements;
+        tracing::debug!(count = mails.len(), statements, "batch statements (BEGIN and COMMIT included)");
+        metrics::counter!("guichet_ingest_statements_total").increment(statements);
         // Parse-to-commit time of a batch: what a mail in it waited for, once fetched.
         metrics::histogram!("guichet_ingest_batch_seconds", "mailbox" => source.to_string())
             .record(started.elapsed().as_secs_f64());

@@ -16,6 +16,7 @@ static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");
 
 /// Everything of the daemon until SIGINT/SIGTERM: mailboxes, outbox sender, web server.
 pub fn daemon(app: App) -> anyhow::Result<()> {
+    crate::ops::memory::bound();
     runtime()?.block_on(serve_all(app, true))
 }
 
@@ -41,6 +42,7 @@ async fn serve_all(app: App, with_mailboxes: bool) -> anyhow::Result<()> {
         None => tracing::warn!("no [smtp] configured: notifications wait in the outbox"),
     }
     tasks.spawn(run_timers(app.clone(), shutdown.clone()));
+    tasks.spawn(crate::ops::memory::trim_when_idle(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(&app.settings.web.listen)
         .await
         .with_context(|| format!("cannot listen on {}", app.settings.web.listen))?;

@@ -666,3 +666,45 @@ fn the_daily_digest_lists_each_staff_members_tickets_and_the_unassigned_ones_onc
     let bob = &digests.iter().find(|(r, _)| r == "bob@support.example.com").unwrap().1;
     assert!(bob.contains("VPN") && !bob.contains("Imprimante"), "only the unassigned one: {bob}");
 }
+
+#[test]
+fn a_batch_reads_back_its_own_mails_duplicates_threads_references_and_the_rate_limit() {
+    // What a mail looks up of the mails before it, when they are in the same batch: on
+    // PostgreSQL the batch's rows are only inserted just before COMMIT (`store::pg_batch`), and
+    // these answers come from what it holds. The same outcomes as mail by mail (tests above).
+    let d = Desk::new();
+    let mail = |n: u32, subject: &str, extra: &str| {
+        format!(
+            "From: robot@customer.example\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <h{n}@customer.example>\r\n{extra}\r\nPanne.\r\n"
+        )
+        .into_bytes()
+    };
+    let mut batch: Vec<Vec<u8>> = (0..15).map(|i| mail(i, &format!("alerte {i}"), "")).collect();
+    batch.push(mail(0, "alerte 0", ""));
+    batch.push(mail(
+        100,
+        "Re: alerte 1",
+        "In-Reply-To: <h1@customer.example>\r\nReferences: <h1@customer.example>\r\n",
+    ));
+    let outcomes = d.app.ingest_batch(&batch, "test", guichet::desk::actions::Mailing::Send).unwrap();
+    assert_eq!(outcomes[15], Outcome::Duplicate, "the same Message-ID twice in a batch");
+    let Outcome::Ticket { number: first, created: true } = outcomes[1] else { panic!("{outcomes:?}") };
+    assert_eq!(outcomes[16], Outcome::Ticket { number: first, created: false }, "a reply to a mail of its batch");
+    assert_eq!(d.ticket_count(), 15);
+    assert_eq!(d.sent_to("robot@customer.example").len(), 10, "the rate limit counts the batch's own acknowledgements");
+    let answer: Vec<String> =
+        d.outbox().into_iter().filter(|(event, _, _)| event == "customer_answer").map(|(_, _, mail)| mail).collect();
+    assert!(!answer.is_empty());
+    for mail in answer {
+        let references = header(&mail, "References").expect("References");
+        assert!(
+            references.contains("<h1@customer.example>") && references.contains("<h100@customer.example>"),
+            "{references}"
+        );
+    }
+    // Nothing held is lost: every message, raw mail and keyword is in the database.
+    assert_eq!(d.ticket(first).messages.unwrap().len(), 2);
+    let raw =
+        d.app.store.read(|c| guichet::store::raw::count_by_state(c, guichet::store::raw::RawState::Processed)).unwrap();
+    assert_eq!(raw, 16);
+}

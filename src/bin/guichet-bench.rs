@@ -71,6 +71,16 @@ enum Cmd {
         /// Configuration of each daemon, in order (comma-separated; default: `--config` for all)
         #[arg(long, value_delimiter = ',')]
         daemon_configs: Vec<PathBuf>,
+        /// Each daemon's `web.metrics_listen` (comma-separated, in order): statements per mail
+        /// are read from its `guichet_db_statements_total`
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
+        /// The mail stack's Dovecot master: its CPU (and its children's) per mail
+        #[arg(long)]
+        dovecot_pid: Option<u32>,
+        /// Seconds after the drain at which the daemons' steady memory is read (0 = not read)
+        #[arg(long, default_value_t = 15)]
+        settle: u64,
     },
     /// Parse and commit the mix through the library (no IMAP): where the ingest time goes
     ProfileIngest {
@@ -190,11 +200,24 @@ fn main() -> anyhow::Result<()> {
             metric("fill_mails_per_s", plan.n_fill as f64 / secs, "mails/s");
             Ok(())
         }
-        Cmd::Ingest { imap, mix, daemon, rate, seconds, baseline, daemons, daemon_configs } => {
+        Cmd::Ingest {
+            imap,
+            mix,
+            daemon,
+            rate,
+            seconds,
+            baseline,
+            daemons,
+            daemon_configs,
+            metrics,
+            dovecot_pid,
+            settle,
+        } => {
             let configs: Vec<PathBuf> = (0..daemons.max(1))
                 .map(|k| daemon_configs.get(k).cloned().unwrap_or_else(|| daemon.config.clone()))
                 .collect();
-            ingest_bench(&imap, &mix, &daemon, &configs, rate, seconds, baseline)
+            let extra = Observe { metrics, dovecot_pid, settle: Duration::from_secs(settle) };
+            ingest_bench(&imap, &mix, &daemon, &configs, rate, seconds, baseline, &extra)
         }
         Cmd::ProfileIngest { mix, config, page_size } => profile_ingest(&mix, &config, page_size),
         Cmd::Sender { daemon, count, queue, domain, sink_config } => {
@@ -1136,6 +1159,51 @@ fn per_mailbox(c: &mut AnyConnection) -> anyhow::Result<Vec<(String, i64, Option
 // ------------------------------------------------------------------------------------------------
 // Ingest
 
+/// What the ingest benchmark reads besides the database and the daemons' /proc.
+struct Observe {
+    /// The daemons' metrics addresses.
+    metrics: Vec<String>,
+    dovecot_pid: Option<u32>,
+    /// When the steady memory is read after the drain.
+    settle: Duration,
+}
+
+/// A counter of a daemon's /metrics (`None`: not served, or not there).
+fn scrape(address: &str, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(address).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut s, &mut body).ok()?;
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// CPU seconds of a process and of its children, living (from /proc) or reaped (its cutime).
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    let fields = |pid: u32| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(stat.rsplit_once(") ")?.1.split_whitespace().map(str::to_string).collect())
+    };
+    let ticks = |f: &[String], k: usize| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let Some(own) = fields(pid) else { return 0.0 };
+    // utime(11) stime(12) cutime(13) cstime(14), after the command.
+    let mut total = ticks(&own, 11) + ticks(&own, 12) + ticks(&own, 13) + ticks(&own, 14);
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        let Ok(dir) = std::fs::read_dir("/proc") else { break };
+        for entry in dir.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Some(f) = fields(child) else { continue };
+            if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+                total += ticks(&f, 11) + ticks(&f, 12) + ticks(&f, 13) + ticks(&f, 14);
+                parents.push(child);
+            }
+        }
+    }
+    total / 100.0
+}
+
+#[allow(clippy::too_many_arguments)]
 fn ingest_bench(
     a: &ImapArgs,
     mix: &MixArgs,
@@ -1144,6 +1212,7 @@ fn ingest_bench(
     rate: u32,
     seconds: u32,
     baseline: bool,
+    observe: &Observe,
 ) -> anyhow::Result<()> {
     let n_stream = (rate * seconds) as usize;
     let plan = Plan::new(mix, n_stream);
@@ -1185,6 +1254,7 @@ fn ingest_bench(
     }
 
     // 2. The daemons drain the backlog.
+    let dovecot0 = observe.dovecot_pid.map(tree_cpu_seconds);
     let t0 = Instant::now();
     let mut daemons = Vec::new();
     for (k, config) in configs.iter().enumerate() {
@@ -1222,6 +1292,10 @@ fn ingest_bench(
     };
     let cpus: Vec<f64> = daemons.iter().map(Daemon::cpu_seconds).collect();
     let cpu_backlog: f64 = cpus.iter().sum();
+    let dovecot_cpu = observe.dovecot_pid.map(tree_cpu_seconds).zip(dovecot0).map(|(after, before)| after - before);
+    let statements = |name: &str| observe.metrics.iter().map(|m| scrape(m, name)).sum::<Option<f64>>();
+    let (statements, ingest_statements) =
+        (statements("guichet_db_statements_total"), statements("guichet_ingest_statements_total"));
     let pg = pg.map(PgSampler::finish);
     let secs = (done - t0).as_secs_f64();
     let steady = (done - first.unwrap_or(t0)).as_secs_f64();
@@ -1231,6 +1305,27 @@ fn ingest_bench(
     metric("ingest_mails_per_s_after_first_commit", (n as f64 - 1.0) / steady.max(1e-9), "mails/s");
     metric("ingest_guichet_cpu", cpu_backlog / secs * 100.0, "% of one core (guichet processes)");
     metric("ingest_guichet_cpu_ms_per_mail", cpu_backlog * 1000.0 / n as f64, "ms of CPU per mail (guichet processes)");
+    if let Some(cpu) = dovecot_cpu {
+        metric(
+            "ingest_dovecot_cpu_ms_per_mail",
+            cpu * 1000.0 / n as f64,
+            "ms of CPU per mail (the mail stack's Dovecot)",
+        );
+    }
+    if let Some(statements) = ingest_statements.filter(|_| !observe.metrics.is_empty()) {
+        metric(
+            "ingest_statements_per_mail",
+            statements / n as f64,
+            "database statements per mail (the batches' transactions, BEGIN and COMMIT included)",
+        );
+    }
+    if let Some(statements) = statements.filter(|_| !observe.metrics.is_empty()) {
+        metric(
+            "ingest_all_statements_per_mail",
+            statements / n as f64,
+            "database statements per mail (every statement of the daemons: start-up, IMAP loop, sender)",
+        );
+    }
     if daemons.len() > 1 {
         for (k, cpu) in cpus.iter().enumerate() {
             metric(&format!("ingest_daemon{}_cpu", k + 1), cpu / secs * 100.0, "% of one core");
@@ -1275,6 +1370,32 @@ fn ingest_bench(
             .and_then(|p| pids.iter().position(|x| *x == p))
             .map_or_else(|| "no daemon".to_string(), |k| format!("daemon {}", k + 1));
         eprintln!("bench: mailbox {mailbox}: {mails} mails; lease held by {who} after the drain");
+    }
+
+    // The memory the daemons keep once idle (their sender may still be at work).
+    if !observe.settle.is_zero() {
+        std::thread::sleep(observe.settle.saturating_sub(done.elapsed()));
+        let statuses: Vec<String> = daemons
+            .iter()
+            .map(|x| std::fs::read_to_string(format!("/proc/{}/status", x.pid())).unwrap_or_default())
+            .collect();
+        let field = |name: &str| -> f64 {
+            statuses
+                .iter()
+                .map(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+                        .unwrap_or(0)
+                })
+                .max()
+                .unwrap_or(0) as f64
+                / 1024.0
+        };
+        let after = observe.settle.as_secs();
+        metric("steady_rss", field("VmRSS:"), &format!("MiB (VmRSS {after} s after the drain; the largest daemon)"));
+        metric("steady_rss_anon", field("RssAnon:"), "MiB (RssAnon then: heap and buffers)");
+        metric("steady_rss_file", field("RssFile:"), "MiB (RssFile then: binary + mmapped SQLite pages)");
     }
 
     // 3. A steady stream while the daemons run: latency from APPEND to the committed row.

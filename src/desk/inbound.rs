@@ -75,6 +75,32 @@ pub fn prepare(desk: &Desk, data: &[u8]) -> Prepared {
     Prepared { parsed, key, spam }
 }
 
+/// Asks the database at once what a batch's mails will look up one by one
+/// (`store::pg_batch::prefetch`): whether their keys are ingested, the tickets of the Message-IDs
+/// they refer to, and of their senders and the helpdesk's alerted staff, who is undeliverable and
+/// how many automatic mails each got within the rate limit's window.
+pub fn prefetch(conn: &mut Conn, desk: &Desk, prepared: &[Prepared], now: i64) -> anyhow::Result<()> {
+    let keys = prepared.iter().map(|p| p.key.clone()).collect();
+    let mails = || prepared.iter().filter_map(|p| p.parsed.as_ref().ok());
+    let references = mails()
+        .flat_map(|m| m.references.iter().take(50))
+        .filter(|r| message_id::ticket_of(r, &desk.secret).is_none())
+        .cloned()
+        .collect::<std::collections::BTreeSet<String>>();
+    let addresses = mails()
+        .filter_map(|m| m.from.as_ref().map(|f| f.address.to_string()))
+        .chain(desk.staff_recipients().iter().map(|a| a.to_string()))
+        .collect::<std::collections::BTreeSet<String>>();
+    let since = now - i64::from(desk.settings.helpdesk.auto_reply_limit.hours) * 3600;
+    crate::store::pg_batch::prefetch(
+        conn,
+        keys,
+        references.into_iter().collect(),
+        addresses.into_iter().collect(),
+        since,
+    )
+}
+
 /// Ingests one mail: exactly once, never lost. Runs `process` in a savepoint; anything it cannot do
 /// sends the mail to quarantine with the reason, so it never blocks the mails after it.
 pub fn ingest(

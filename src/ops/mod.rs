@@ -5,6 +5,7 @@
 //! - `health`: `/healthz` and `/readyz`, and the per-mailbox gauges of `/metrics`;
 //! - `commands`: `guichet backup FILE` and `guichet forget EMAIL` (the SQL is in
 //!   `store::maintenance`);
+//! - `memory`: the daemon gives freed memory back to the system once idle;
 //! - `retention`: the daemon's task that drops raw mail of old closed tickets;
 //! - `sd_notify`: READY=1 / STOPPING=1 to systemd (`Type=notify`), and WATCHDOG=1 while the
 //!   database answers (`WatchdogSec=`).
@@ -14,6 +15,7 @@
 pub mod check;
 pub mod commands;
 pub mod health;
+pub mod memory;
 pub mod retention;
 pub mod sd_notify;
 

@@ -28,6 +28,8 @@ struct Held {
     words: Vec<(i64, String)>,
     /// The ids reserved by this transaction, per sequence.
     ids: Vec<Ids>,
+    /// PostgreSQL, an ingest batch without savepoints: its rows (`store::pg_batch`).
+    rows: Option<Box<super::pg_batch::Rows>>,
 }
 
 /// A sequence's ids reserved by the transaction: `first..=last`, of which `next` is the next free.
@@ -58,6 +60,7 @@ impl Holding {
     /// Called right before COMMIT: indexes the held words in one run of statements (one FTS5
     /// segment), and sets each sequence to the last id used.
     pub(crate) fn flush(&self, conn: &mut Conn) -> anyhow::Result<()> {
+        super::pg_batch::flush(conn)?;
         let held = HELD.with_borrow_mut(|h| h.as_mut().map(std::mem::take).unwrap_or_default());
         for (id, text) in &held.words {
             super::search_index::insert(conn, *id, text)?;
@@ -73,6 +76,27 @@ impl Drop for Holding {
     fn drop(&mut self) {
         HELD.set(self.outer.take());
     }
+}
+
+/// Makes the write transaction of this thread hold `rows` (`store::pg_batch`); false outside one.
+pub(crate) fn set_rows(rows: Box<super::pg_batch::Rows>) -> bool {
+    HELD.with_borrow_mut(|h| match h {
+        Some(held) => {
+            held.rows = Some(rows);
+            true
+        }
+        None => false,
+    })
+}
+
+/// `f` on the rows held by the write transaction of this thread, if it holds any.
+pub(crate) fn with_rows<T>(f: impl FnOnce(&mut super::pg_batch::Rows) -> T) -> Option<T> {
+    HELD.with_borrow_mut(|h| h.as_mut()?.rows.as_deref_mut().map(f))
+}
+
+/// The rows held, taken: nothing is held any more.
+pub(crate) fn take_rows() -> Option<Box<super::pg_batch::Rows>> {
+    HELD.with_borrow_mut(|h| h.as_mut()?.rows.take())
 }
 
 /// Holds a message's words (SQLite, in a write transaction); gives them back otherwise.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::schema::{attachments, blobs, messages, raw_mails};
 use super::tickets::add_thread_id;
 use super::visibility::{self, Audience};
-use super::{AnyConnection, Conn, next_id, search_index};
+use super::{AnyConnection, Conn, next_id, pg_batch, search_index};
 use crate::domain::{Event, MessageKind};
 use crate::parse::RawSpan;
 
@@ -39,6 +39,36 @@ pub struct RefusedAttachment {
 
 pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
     let id = next_id(conn, "message")?;
+    let held = pg_batch::active()
+        && pg_batch::hold_message(pg_batch::Message {
+            id,
+            ticket_number: m.ticket_number,
+            kind: m.kind.as_str(),
+            from_addr: m.from_addr.to_string(),
+            from_name: m.from_name.map(str::to_string),
+            at: m.at,
+            subject: m.subject.to_string(),
+            text: m.text.to_string(),
+            full_text: m.full_text.to_string(),
+            html: m.html.map(str::to_string),
+            mail_message_id: m.mail_message_id.map(str::to_string),
+            raw_mail_id: m.raw_mail_id,
+            auto: m.auto,
+            refused: serde_json::to_string(m.refused)?,
+            unverified: m.unverified,
+            event: m.event.map(Event::stored),
+        });
+    if !held {
+        insert_message_row(conn, id, m)?;
+    }
+    if let Some(mid) = m.mail_message_id {
+        add_thread_id(conn, mid, m.ticket_number)?;
+    }
+    search_index::add(conn, id, format!("{}\n{}", m.subject, m.full_text))?;
+    Ok(id)
+}
+
+fn insert_message_row(conn: &mut Conn, id: i64, m: &NewMessage) -> anyhow::Result<()> {
     diesel::insert_into(messages::table)
         .values((
             messages::id.eq(id),
@@ -59,11 +89,7 @@ pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
             messages::event.eq(m.event.map(Event::stored)),
         ))
         .execute(conn)?;
-    if let Some(mid) = m.mail_message_id {
-        add_thread_id(conn, mid, m.ticket_number)?;
-    }
-    search_index::add(conn, id, format!("{}\n{}", m.subject, m.full_text))?;
-    Ok(id)
+    Ok(())
 }
 
 /// Stores the bytes once (content-addressed by `sha`, their SHA-256 in hex) and links them to the
@@ -82,6 +108,36 @@ pub fn insert_attachment(
     content_id: Option<&str>,
     inline: bool,
 ) -> anyhow::Result<i64> {
+    if pg_batch::active() {
+        let id = next_id(conn, "attachment")?;
+        let attachment = pg_batch::Attachment {
+            id,
+            message_id,
+            blob_sha256: sha.to_string(),
+            name: name.to_string(),
+            content_type: content_type.to_string(),
+            size: data.len() as i64,
+            content_id: content_id.map(str::to_string),
+            inline,
+        };
+        let blob = || {
+            let (bytes, raw_mail_id, raw_start, raw_end) = match in_raw {
+                Some((raw_id, span)) => (Vec::new(), Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
+                None => (data.to_vec(), None, None, None),
+            };
+            pg_batch::Blob {
+                sha256: sha.to_string(),
+                size: data.len() as i64,
+                data: bytes,
+                raw_mail_id,
+                raw_start,
+                raw_end,
+            }
+        };
+        if pg_batch::hold_attachment(attachment, blob) {
+            return Ok(id);
+        }
+    }
     let known: Option<String> = blobs::table.find(sha).select(blobs::sha256).get_result(conn).optional()?;
     if known.is_none() {
         let (bytes, raw_mail, start, end) = match in_raw {

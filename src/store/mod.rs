@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod messages;
 pub mod oauth_tokens;
 pub mod outbox;
+pub(crate) mod pg_batch;
 pub mod raw;
 pub mod reads;
 pub mod schema;
@@ -89,11 +90,14 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         // savepoints, also copies every spilled page into a statement journal (measured: the
         // mail's bytes written three times and read back once more; see BENCHMARKS.md).
         // mmap_size: reads go through the OS page cache without a system call per page (the web
-        // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view").
+        // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view"). Bounded
+        // to 64 MiB (was 1 GiB): every mapped page read counts in the daemon's resident memory
+        // (SPEC §11: ≤ 150 MB during a drain), and a drain or the sender reading mail bodies
+        // touched hundreds of MB of them ("Ingest", fifth and sixth rounds).
         // page_size (new databases only): a 1 MB attachment is 64 pages of 16 KiB rather than
         // 256 of 4 KiB, as many log frames and copies fewer ("Ingest", fifth round).
         conn.batch_execute(
-            "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 1073741824;",
+            "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 67108864;",
         )
         .map_err(diesel::r2d2::Error::QueryError)?;
         if self.checkpoints == Checkpoints::Background {
@@ -239,6 +243,8 @@ impl Store {
 
     /// [`Store::open`], choosing who checkpoints SQLite's log (no effect on PostgreSQL).
     pub fn open_with(url: &str, pool_size: u32, checkpoints: Checkpoints) -> anyhow::Result<Store> {
+        // Before the first connection: each connection counts its statements from its start.
+        count_statements();
         let (conn_url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
             // sqlite://relative/path or sqlite:///absolute/path
             if let Some(parent) = std::path::Path::new(path).parent()
@@ -395,6 +401,42 @@ impl Store {
     }
 }
 
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_STATEMENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts every statement sent to the database (diesel's instrumentation: each query and each
+/// `batch_execute`, BEGIN and COMMIT included), for the statements-per-mail figure of
+/// `scripts/bench-ingest` (`guichet_db_statements_total` on /metrics) and the ingest's per-batch
+/// debug log. A relaxed atomic and a thread-local counter: nothing measurable per statement.
+fn count_statements() {
+    use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
+    fn counter() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(|event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { .. } = event {
+                STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                THREAD_STATEMENTS.set(THREAD_STATEMENTS.get() + 1);
+            }
+        }))
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = set_default_instrumentation(counter);
+    });
+}
+
+/// Statements sent by this process so far (every connection, every thread).
+pub fn statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Statements sent by this thread so far.
+pub fn thread_statements() -> u64 {
+    THREAD_STATEMENTS.get()
+}
+
 /// An exclusive lock on `<database>.lock`, released when the file is dropped.
 fn lock_file(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let mut name = db.as_os_str().to_owned();
@@ -427,6 +469,8 @@ pub fn write_tx<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<
 
 /// Runs `f` inside a savepoint: its changes are undone alone when it fails.
 pub fn savepoint<T>(conn: &mut Conn, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    // Held rows cannot be undone by a savepoint: written before it, and no more held after.
+    pg_batch::flush(conn)?;
     conn.batch_execute("SAVEPOINT one_mail")?;
     let held = held::mark();
     match f(conn) {
@@ -460,6 +504,9 @@ pub fn next_id(conn: &mut Conn, sequence: &str) -> anyhow::Result<i64> {
     struct Next {
         #[diesel(sql_type = BigInt)]
         value: i64,
+    }
+    if let Some(id) = pg_batch::next_id(conn, sequence)? {
+        return Ok(id);
     }
     let reserving = held::holds_ids(conn);
     let next: Next = match conn {

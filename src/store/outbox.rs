@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::{outbox, undeliverable};
-use super::{Conn, next_id};
+use super::{Conn, next_id, pg_batch};
 
 /// A notification to queue. Its mail is described (`spec`: `notify::pending::PendingMail`), not
 /// yet composed: the sender composes it when it sends it.
@@ -23,6 +23,21 @@ pub struct Queued<'a> {
 
 pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
     let id = next_id(conn, "outbox")?;
+    if pg_batch::active()
+        && pg_batch::hold_outbox(pg_batch::Outbox {
+            id,
+            ticket_number: queued.ticket_number,
+            event: queued.event.to_string(),
+            recipient: queued.recipient.to_string(),
+            envelope_from: queued.envelope_from.to_string(),
+            message_id: queued.message_id.to_string(),
+            automatic: queued.automatic,
+            spec: queued.spec.to_string(),
+            at: queued.at,
+        })
+    {
+        return Ok(());
+    }
     diesel::insert_into(outbox::table)
         .values((
             outbox::id.eq(id),
@@ -178,6 +193,9 @@ pub fn by_message_id(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option
 
 /// Automatic mails queued for `recipient` since `since` (the loop breaker's count).
 pub fn automatic_since(conn: &mut Conn, recipient: &str, since: i64) -> anyhow::Result<i64> {
+    if let Some(n) = pg_batch::automatic_since(conn, recipient, since)? {
+        return Ok(n);
+    }
     Ok(outbox::table
         .filter(outbox::recipient.eq(recipient))
         .filter(outbox::automatic.eq(true))
@@ -196,6 +214,9 @@ pub fn events_since(conn: &mut Conn, recipient: &str, event: &str, since: i64) -
 }
 
 pub fn is_undeliverable(conn: &mut Conn, address: &str, now: i64) -> anyhow::Result<bool> {
+    if let Some(undeliverable) = pg_batch::is_undeliverable(conn, address, now)? {
+        return Ok(undeliverable);
+    }
     let until: Option<i64> =
         undeliverable::table.find(address).select(undeliverable::until_at).get_result(conn).optional()?;
     Ok(until.is_some_and(|u| u > now))
@@ -210,6 +231,7 @@ pub fn set_undeliverable(conn: &mut Conn, address: &str, until: i64, reason: &st
             undeliverable::reason.eq(reason),
         ))
         .execute(conn)?;
+    pg_batch::note_undeliverable(address, until);
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::raw_mails;
-use super::{Conn, next_id, rfc3339};
+use super::{Conn, next_id, pg_batch, rfc3339};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawState {
@@ -34,6 +34,9 @@ pub fn message_key(message_id: Option<&str>, raw: &[u8]) -> String {
 }
 
 pub fn is_known(conn: &mut Conn, key: &str) -> anyhow::Result<bool> {
+    if let Some(known) = pg_batch::known_key(key) {
+        return Ok(known);
+    }
     let found: Option<i64> =
         raw_mails::table.filter(raw_mails::message_key.eq(key)).select(raw_mails::id).get_result(conn).optional()?;
     Ok(found.is_some())
@@ -69,6 +72,21 @@ pub struct NewRaw<'a> {
 /// whole record on UPDATE, so setting the outcome afterwards would write (and journal) the mail's
 /// bytes a second time.
 pub fn insert_row(conn: &mut Conn, r: &NewRaw) -> anyhow::Result<()> {
+    if pg_batch::active() {
+        let raw = pg_batch::Raw {
+            id: r.id,
+            key: r.key.to_string(),
+            source: r.source.to_string(),
+            at: r.at,
+            data: r.data.to_vec(),
+            state: r.state.as_str(),
+            reason: r.reason.map(str::to_string),
+            ticket: r.ticket,
+        };
+        if pg_batch::hold_raw(conn, raw)? {
+            return Ok(());
+        }
+    }
     diesel::insert_into(raw_mails::table)
         .values((
             raw_mails::id.eq(r.id),

@@ -9,6 +9,8 @@ use super::{AnyConnection, Conn};
 
 /// Adds a message's words to the index, now or (in a SQLite write transaction) at its commit.
 pub(crate) fn add(conn: &mut Conn, id: i64, text: String) -> anyhow::Result<()> {
+    // PostgreSQL: in an ingest batch, with the batch's other messages (`store::pg_batch`).
+    let Some(text) = super::pg_batch::hold_words(id, text) else { return Ok(()) };
     match super::held::hold_words(conn, id, text) {
         Some(text) => insert(conn, id, &text),
         None => Ok(()),

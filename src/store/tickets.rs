@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::schema::{messages, thread_ids, tickets, watchers};
-use super::{Conn, next_id};
+use super::{Conn, next_id, pg_batch};
 use crate::domain::{MessageKind, Priority, Status};
 
 /// At most this many watchers per ticket (hostile mail can carry thousands of Cc).
@@ -74,6 +74,7 @@ pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<i64> {
             tickets::updated_at.eq(t.at),
         ))
         .execute(conn)?;
+    pg_batch::note_new_ticket(number);
     Ok(number)
 }
 
@@ -146,10 +147,18 @@ pub fn add_watcher(conn: &mut Conn, number: i64, address: &str) -> anyhow::Resul
 }
 
 pub fn thread_ticket(conn: &mut Conn, message_id: &str) -> anyhow::Result<Option<i64>> {
-    Ok(thread_ids::table.find(message_id).select(thread_ids::ticket_number).get_result(conn).optional()?)
+    if let Some(known) = pg_batch::thread_ticket(message_id) {
+        return Ok(known);
+    }
+    let found = thread_ids::table.find(message_id).select(thread_ids::ticket_number).get_result(conn).optional()?;
+    pg_batch::note_thread(message_id, found);
+    Ok(pg_batch::thread_ticket(message_id).unwrap_or(found))
 }
 
 pub fn add_thread_id(conn: &mut Conn, message_id: &str, number: i64) -> anyhow::Result<()> {
+    if pg_batch::hold_thread_id(message_id, number) {
+        return Ok(());
+    }
     if thread_ticket(conn, message_id)?.is_none() {
         diesel::insert_into(thread_ids::table)
             .values((thread_ids::message_id.eq(message_id), thread_ids::ticket_number.eq(number)))
@@ -165,6 +174,9 @@ pub fn add_thread_id(conn: &mut Conn, message_id: &str, number: i64) -> anyhow::
 /// again at every call (2.4 % of the ingest's CPU, measured), and the oldest twenty were the
 /// wrong ones to keep anyway.
 pub fn thread_references(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<String>> {
+    if let Some(all) = pg_batch::thread_references(conn, number)? {
+        return Ok(crate::threading::capped(all));
+    }
     let all: Vec<String> = messages::table
         .filter(messages::ticket_number.eq(number))
         .filter(messages::mail_message_id.is_not_null())

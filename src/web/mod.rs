@@ -131,6 +131,7 @@ async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
     metrics::gauge!("guichet_outbox_failed").set(status.failed as f64);
     metrics::gauge!("guichet_outbox_oldest_pending_age_seconds")
         .set(status.oldest_pending_age_seconds.unwrap_or(0) as f64);
+    metrics::counter!("guichet_db_statements_total").absolute(crate::store::statements());
     let body = crate::telemetry::metrics_handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
