@@ -30,6 +30,8 @@ const RARE_WORD: &str = "photoconducteur";
 
 struct Options {
     db: String,
+    /// A PostgreSQL database instead of the SQLite file (`--database-url postgres://…`).
+    database_url: Option<String>,
     tickets: u64,
     messages_per_ticket: u64,
     clients: usize,
@@ -38,11 +40,14 @@ struct Options {
     explain: bool,
     /// Only the scenarios whose name contains this (for profiling one of them).
     only: Option<String>,
+    /// Requests of the stress case (the most common word searched by staff).
+    stress_requests: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
         db: "target/bench-web/guichet.db".into(),
+        database_url: None,
         tickets: 100_000,
         messages_per_ticket: 10,
         clients: 8,
@@ -50,12 +55,14 @@ fn options() -> anyhow::Result<Options> {
         reseed: false,
         explain: false,
         only: None,
+        stress_requests: 40,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().context(format!("{a} needs a value"));
         match a.as_str() {
             "--db" => o.db = value()?,
+            "--database-url" => o.database_url = Some(value()?),
             "--tickets" => o.tickets = value()?.parse()?,
             "--messages-per-ticket" => o.messages_per_ticket = value()?.parse()?,
             "--clients" => o.clients = value()?.parse()?,
@@ -63,9 +70,10 @@ fn options() -> anyhow::Result<Options> {
             "--reseed" => o.reseed = true,
             "--explain" => o.explain = true,
             "--only" => o.only = Some(value()?),
+            "--stress-requests" => o.stress_requests = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "bench-web [--db FILE] [--tickets N] [--messages-per-ticket N] [--clients N] [--requests N] [--reseed] [--explain] [--only TEXT]\n\
+                    "bench-web [--db FILE | --database-url postgres://…] [--tickets N] [--messages-per-ticket N] [--clients N] [--requests N] [--reseed] [--explain] [--only TEXT] [--stress-requests N]\n\
                      defaults: target/bench-web/guichet.db, 100000 tickets, 10 messages each, 8 clients, 2000 requests per scenario"
                 );
                 std::process::exit(0);
@@ -98,12 +106,12 @@ name = "BigCorp"
 domains = ["bigcorp.example"]
 shared = true
 [database]
-url = "sqlite://{}"
+url = "{}"
 pool_size = 16
 [web]
 listen = "127.0.0.1:0"
 "#,
-        path.display()
+        o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", path.display()))
     );
     // An explicit, empty environment: the benchmark's database is this file whatever GUICHET__ says.
     let file = std::env::temp_dir().join(format!("bench-web-{}.toml", std::process::id()));
@@ -119,7 +127,10 @@ listen = "127.0.0.1:0"
     if existing == 0 {
         seed(&app, &o)?;
     } else {
-        println!("using the {existing} tickets already in {}", path.display());
+        println!(
+            "using the {existing} tickets already in {}",
+            o.database_url.as_deref().unwrap_or(&path.display().to_string())
+        );
     }
     if o.explain {
         return explain(&app);
@@ -317,9 +328,14 @@ fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
     }
     // What an administrator runs after a bulk import: statistics for the query planner, and the
     // full-text index merged into one segment (day to day, FTS5's automerge keeps it compact).
+    let sqlite = o.database_url.is_none();
     app.store.write(|c| {
         use diesel::connection::SimpleConnection;
-        c.batch_execute("ANALYZE; INSERT INTO message_search(message_search) VALUES('optimize');")?;
+        c.batch_execute(if sqlite {
+            "ANALYZE; INSERT INTO message_search(message_search) VALUES('optimize');"
+        } else {
+            "ANALYZE"
+        })?;
         Ok(())
     })?;
     println!("seeded in {:.0} s", started.elapsed().as_secs_f64());
@@ -509,8 +525,24 @@ async fn run(app: App, o: Options) -> anyhow::Result<()> {
             customer_tickets.iter().map(|n| format!("/tickets/{n}")).collect(),
         ),
         first_views,
+        Scenario::new(
+            "keyword search, common word, company member",
+            &company_cookie,
+            vec!["/?q=imprimante&status=all".into()],
+        ),
+        Scenario::new("keyword search, common word, staff, open tickets", &staff_cookie, vec!["/?q=imprimante".into()]),
+        Scenario::new(
+            "keyword search, two common words, staff",
+            &staff_cookie,
+            vec!["/?q=imprimante,bonjour&status=all".into()],
+        ),
+        Scenario::new(
+            "keyword search, common and rare word, staff",
+            &staff_cookie,
+            vec![format!("/?q=imprimante,{RARE_WORD}&status=all")],
+        ),
         Scenario {
-            requests: Some(40),
+            requests: Some(o.stress_requests),
             ..Scenario::new(
                 "keyword search, most common word, staff (stress)",
                 &staff_cookie,

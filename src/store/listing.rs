@@ -82,6 +82,39 @@ pub struct ListCriteria {
     pub offset: i64,
     /// `None`: every matching ticket (exports).
     pub limit: Option<i64>,
+    /// How a search is bounded (issue 17).
+    pub search: SearchLimits,
+}
+
+/// How a keyword search is bounded: a common word's page is found by walking the list in its
+/// order and stopping at the page's end, and its count stops at a cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// A keyword matching fewer messages than this is searched from its matches (all of them,
+    /// counted exactly); when every keyword matches this many, the list walks its tickets newest
+    /// first (or by number) and checks each, stopping at the page's end.
+    pub common: i64,
+    /// A walked search counts its tickets up to this many, then shows "more than".
+    pub count_cap: i64,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        SearchLimits { common: 2_000, count_cap: 1_000 }
+    }
+}
+
+/// How many tickets a list selects: `n`, or more than `n` when `capped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub n: i64,
+    pub capped: bool,
+}
+
+impl Count {
+    pub fn exact(n: i64) -> Count {
+        Count { n, capped: false }
+    }
 }
 
 impl Default for ListCriteria {
@@ -104,6 +137,7 @@ impl Default for ListCriteria {
             descending: true,
             offset: 0,
             limit: Some(25),
+            search: SearchLimits::default(),
         }
     }
 }
@@ -215,11 +249,42 @@ pub fn keyword_query(keyword: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
+/// How a keyword is matched against a ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Matched {
+    /// Each ticket's messages checked against the index: the work follows the tickets looked at.
+    PerTicket,
+    /// The keyword's matching messages listed once, then their tickets: the work follows the
+    /// keyword's rarity.
+    FromMatches,
+}
+
+/// How many messages match the full-text query `query`, counted up to `limit`.
+fn matches_up_to(conn: &mut Conn, query: &str, limit: i64) -> anyhow::Result<i64> {
+    let mut b = SqlBuilder { sqlite: matches!(conn, AnyConnection::Sqlite(_)), sql: String::new(), params: Vec::new() };
+    if b.sqlite {
+        b.push("SELECT COUNT(*) AS n FROM (SELECT rowid FROM message_search WHERE message_search MATCH ")
+            .param(Param::Text(query.to_string()));
+    } else {
+        b.push("SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
+            .param(Param::Text(query.replace('"', "")))
+            .push("))");
+    }
+    b.push(" LIMIT ").param(Param::Int(limit)).push(") x");
+    Ok(b.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
+}
+
 /// The `WHERE` clause shared by the count and the page of [`list_tickets`]. When the page walks
 /// the date index (`walk_date_index`), SQLite is kept from using the status index (`+t.status`):
 /// walking the tickets newest first and stopping at the page's end beats sorting every open
 /// ticket, the open ones being the recent ones.
-fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, walk_date_index: bool) {
+fn list_filter(
+    b: &mut SqlBuilder,
+    audience: &Audience,
+    c: &ListCriteria,
+    keywords: &[(String, Matched)],
+    walk_date_index: bool,
+) {
     b.push(" WHERE 1 = 1");
     if let Audience::Customer { email, shared_company } = audience {
         b.push(" AND (t.requester = ").param(Param::Text(email.clone()));
@@ -278,33 +343,41 @@ fn list_filter(b: &mut SqlBuilder, audience: &Audience, c: &ListCriteria, walk_d
         b.push(" AND t.queue = ").param(Param::Text(q.clone()));
     }
     let notes = visibility::messages_seen_sql(audience);
-    // A customer sees few tickets: each of their messages is checked against the index (a
-    // rowid seek per message; CROSS JOIN keeps SQLite from turning the loops around). Staff and shared companies see many: the messages matching the
-    // keyword are listed once, then their tickets, so the work follows the keyword's rarity.
-    let per_ticket = matches!(audience, Audience::Customer { shared_company: None, .. });
-    for query in c.keywords.iter().filter_map(|k| keyword_query(k)) {
-        match (b.sqlite, per_ticket) {
-            (true, true) => {
+    for (query, how) in keywords {
+        match (b.sqlite, how) {
+            // Each of the ticket's messages checked against the index: a rowid seek per message
+            // (CROSS JOIN keeps SQLite from turning the loops around).
+            (true, Matched::PerTicket) => {
                 b.push(" AND EXISTS (SELECT 1 FROM messages m CROSS JOIN message_search ON message_search.rowid = m.id WHERE m.ticket_number = t.number")
                     .push(notes)
                     .push(" AND message_search MATCH ")
-                    .param(Param::Text(query))
+                    .param(Param::Text(query.clone()))
                     .push(")");
             }
-            (true, false) => {
+            // The messages matching the keyword listed once, then their tickets.
+            (true, Matched::FromMatches) => {
                 b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ")
-                    .param(Param::Text(query))
+                    .param(Param::Text(query.clone()))
                     .push(")")
                     .push(notes)
                     .push(")");
             }
-            (false, _) => {
-                let plain = query.replace('"', "");
-                b.push(" AND t.number IN (SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
-                    .param(Param::Text(plain))
+            (false, Matched::PerTicket) => {
+                b.push(" AND EXISTS (SELECT 1 FROM messages m JOIN message_search s ON s.message_id = m.id WHERE m.ticket_number = t.number")
+                    .push(notes)
+                    .push(" AND s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
+                    .param(Param::Text(query.replace('"', "")))
+                    .push(")))");
+            }
+            // An array computed once (`ARRAY(…)`, an InitPlan): PostgreSQL then fetches those
+            // tickets by number. As a semi-join it walked all 100,000 tickets newest first and
+            // checked each for a rare word (21 s).
+            (false, Matched::FromMatches) => {
+                b.push(" AND t.number = ANY(ARRAY(SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
+                    .param(Param::Text(query.replace('"', "")))
                     .push(")))")
                     .push(notes)
-                    .push(")");
+                    .push("))");
             }
         }
     }
@@ -331,34 +404,64 @@ fn one_of(b: &mut SqlBuilder, column: &str, values: &[&str], possible: usize) {
     b.push(")");
 }
 
-/// One page of the tickets `audience` may see that match `c`, and the total number that match.
+/// One page of the tickets `audience` may see that match `c`, and how many match: exactly, or —
+/// for a search of common words by staff or a shared company's member — up to
+/// `c.search.count_cap`, beyond which the count says "more than".
 pub fn list_tickets(
     conn: &mut Conn,
     viewer: &str,
     audience: &Audience,
     c: &ListCriteria,
-) -> anyhow::Result<(i64, Vec<ListedTicket>)> {
+) -> anyhow::Result<(Count, Vec<ListedTicket>)> {
     let sqlite = matches!(conn, AnyConnection::Sqlite(_));
+    let queries: Vec<String> = c.keywords.iter().filter_map(|k| keyword_query(k)).collect();
+    // A customer sees few tickets: each of their messages is checked against the index. Staff and
+    // shared companies see many: the rarest keyword's matches are listed once, then their tickets,
+    // so the work follows the keyword's rarity — unless every keyword is common and the list is
+    // paged in an order an index gives (newest first, by number): then the tickets are walked in
+    // that order, each checked, until the page is full, and the count stops at a cap.
+    let per_ticket = matches!(audience, Audience::Customer { shared_company: None, .. });
+    let walkable = c.limit.is_some() && matches!(c.sort, SortKey::Updated | SortKey::Number);
+    let mut keywords: Vec<(String, Matched)> = queries.iter().map(|q| (q.clone(), Matched::PerTicket)).collect();
+    let mut walked = false;
+    if !per_ticket && !queries.is_empty() {
+        let mut rarest = (i64::MAX, 0);
+        for (i, q) in queries.iter().enumerate() {
+            let n = matches_up_to(conn, q, c.search.common)?;
+            if n < rarest.0 {
+                rarest = (n, i);
+            }
+        }
+        if rarest.0 < c.search.common || !walkable {
+            keywords[rarest.1].1 = Matched::FromMatches;
+        } else {
+            walked = true;
+        }
+    }
     let reads_join = |b: &mut SqlBuilder| {
         b.push(" FROM tickets t LEFT JOIN reads r ON r.email = ")
             .param(Param::Text(viewer.to_string()))
             .push(" AND r.ticket_number = t.number");
-    };
-    let count = |conn: &mut Conn| -> anyhow::Result<i64> {
-        let mut count = SqlBuilder { sqlite, sql: "SELECT COUNT(*) AS n".into(), params: Vec::new() };
-        if c.unread_only {
-            reads_join(&mut count);
-        } else {
-            count.push(" FROM tickets t");
-        }
-        list_filter(&mut count, audience, c, false);
-        Ok(count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
     };
     // Staff see every ticket: walking the date index newest first finds a page at once. A
     // customer sees a few hundred or thousand: SQLite must start from the audience's own indexes
     // (requester, watchers, company) and sort what they give; walking the date index instead
     // read all 100,000 tickets when fewer than a page of them matched (a `+` keeps it off).
     let walk_date_index = audience.is_staff() && c.sort == SortKey::Updated;
+    let count = |conn: &mut Conn, cap: Option<i64>| -> anyhow::Result<i64> {
+        let head = if cap.is_some() { "SELECT COUNT(*) AS n FROM (SELECT 1" } else { "SELECT COUNT(*) AS n" };
+        let mut count = SqlBuilder { sqlite, sql: head.into(), params: Vec::new() };
+        if c.unread_only {
+            reads_join(&mut count);
+        } else {
+            count.push(" FROM tickets t");
+        }
+        list_filter(&mut count, audience, c, &keywords, cap.is_some() && walk_date_index);
+        if let Some(cap) = cap {
+            count.push(" LIMIT ").param(Param::Int(cap)).push(") x");
+        }
+        Ok(count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
+    };
     let keep_off_index = sqlite && !audience.is_staff() && matches!(c.sort, SortKey::Updated | SortKey::Created);
     let page = |counted: bool| {
         let mut page = SqlBuilder {
@@ -374,32 +477,41 @@ pub fn list_tickets(
             page.push(", COUNT(*) OVER () AS selected");
         }
         reads_join(&mut page);
-        list_filter(&mut page, audience, c, walk_date_index);
+        list_filter(&mut page, audience, c, &keywords, walk_date_index);
         let dir = if c.descending { "DESC" } else { "ASC" };
-        let plus = if keep_off_index { "+" } else { "" };
+        let plus = if keep_off_index && !walked { "+" } else { "" };
         page.push(&format!(" ORDER BY {plus}{} {dir}, t.number {dir}", c.sort.sql(sqlite)));
         if let Some(limit) = c.limit {
             page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
         }
         page
     };
-    // With keywords, matching the words is most of the work: the page counts its selection
-    // itself (a window over every row it sorted) rather than a second query matching them again.
-    // Without, the count is cheap and the page may stop early (staff: the date index).
-    let searched = c.keywords.iter().any(|k| keyword_query(k).is_some());
-    if !searched || c.limit == Some(0) {
-        let total = count(conn)?;
-        if total == 0 || c.limit == Some(0) {
+    if walked {
+        // The page stops at its end; the count at the cap (one more tells "more than").
+        let cap = c.search.count_cap;
+        let n = count(conn, Some(cap + 1))?;
+        let total = Count { n: n.min(cap), capped: n > cap };
+        if n == 0 || c.limit == Some(0) {
             return Ok((total, Vec::new()));
         }
         return Ok((total, page(false).load::<ListedTicket>(conn)?));
+    }
+    // With keywords, matching the words is most of the work: the page counts its selection
+    // itself (a window over every row it sorted) rather than a second query matching them again.
+    // Without, the count is cheap and the page may stop early (staff: the date index).
+    if queries.is_empty() || c.limit == Some(0) {
+        let total = count(conn, None)?;
+        if total == 0 || c.limit == Some(0) {
+            return Ok((Count::exact(total), Vec::new()));
+        }
+        return Ok((Count::exact(total), page(false).load::<ListedTicket>(conn)?));
     }
     let rows = page(true).load::<CountedRow>(conn)?;
     let total = match rows.first() {
         Some(r) => r.selected,
         // A page past the end has no row to carry the count.
-        None if c.offset > 0 => count(conn)?,
+        None if c.offset > 0 => count(conn, None)?,
         None => 0,
     };
-    Ok((total, rows.into_iter().map(|r| r.listed).collect()))
+    Ok((Count::exact(total), rows.into_iter().map(|r| r.listed).collect()))
 }

@@ -21,7 +21,8 @@ use crate::store::reads;
 use crate::store::tickets;
 use crate::store::views::{self, TicketJson};
 
-/// `GET /api/tickets`: `{"total", "page", "per_page", "tickets": [ticket without messages, plus "unread"]}`.
+/// `GET /api/tickets`: `{"total", "page", "per_page", "tickets": [ticket without messages, plus "unread"]}`;
+/// `"total_capped": true` when a search of common words stopped counting at `total` (more match).
 pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQuery) -> Result<Response, WebError> {
     let criteria = Criteria::parse(query.as_deref().unwrap_or(""));
     let (total, rows) = list::fetch(&app, &viewer, &criteria, true).await?;
@@ -38,7 +39,7 @@ pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
             json
         })
         .collect();
-    let body = json!({"total": total, "page": criteria.page, "per_page": criteria.per_page, "tickets": tickets});
+    let body = json!({"total": total.n, "total_capped": total.capped, "page": criteria.page, "per_page": criteria.per_page, "tickets": tickets});
     Ok((no_store(), Json(body)).into_response())
 }
 

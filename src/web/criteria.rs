@@ -227,6 +227,7 @@ impl Criteria {
             descending: self.descending,
             offset: if paged { (self.page - 1) * self.per_page } else { 0 },
             limit: paged.then_some(self.per_page),
+            search: Default::default(),
         }
     }
 }

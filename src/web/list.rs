@@ -14,7 +14,7 @@ use super::session::{Lang, Viewer};
 use super::{WebError, no_store};
 use crate::app::App;
 use crate::domain::{Priority, Status};
-use crate::store::listing::{self, ListedTicket, SortKey};
+use crate::store::listing::{self, Count, ListedTicket, SortKey};
 use crate::store::reads;
 use crate::store::visibility;
 
@@ -24,7 +24,7 @@ pub async fn fetch(
     viewer: &Viewer,
     criteria: &Criteria,
     paged: bool,
-) -> Result<(i64, Vec<ListedTicket>), WebError> {
+) -> Result<(Count, Vec<ListedTicket>), WebError> {
     let list = criteria.to_list(viewer.address.as_str(), paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
@@ -42,7 +42,7 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     let criteria = Criteria::parse(&query);
     let (total, rows) = fetch(&app, &viewer, &criteria, true).await?;
     let lang = viewer.lang;
-    let pages = ((total + criteria.per_page - 1) / criteria.per_page).max(1);
+    let pages = ((total.n + criteria.per_page - 1) / criteria.per_page).max(1);
     let url = |c: &Criteria| {
         let q = c.to_query(true);
         if q.is_empty() { "/?".to_string() } else { format!("/?{q}") }
@@ -81,12 +81,12 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     let current_query = criteria.to_query(false);
     let data = json!({
         "rows": row_json,
-        "total": total,
-        "summary": text(lang, "list_summary", &[("total", total.to_string()), ("page", criteria.page.to_string()), ("pages", pages.to_string())]),
+        "total": total.n,
+        "summary": summary(lang, total, criteria.page, pages),
         "columns_a": columns[..4],
         "columns_b": columns[4..],
         "prev_url": if criteria.page > 1 { page_url(criteria.page - 1) } else { String::new() },
-        "next_url": if criteria.page < pages { page_url(criteria.page + 1) } else { String::new() },
+        "next_url": if criteria.page < pages || (total.capped && !rows.is_empty()) { page_url(criteria.page + 1) } else { String::new() },
         "form": form_json(lang, &criteria),
         "export_csv": format!("/tickets/export.csv?{export_query}"),
         "export_xlsx": format!("/tickets/export.xlsx?{export_query}"),
@@ -109,6 +109,28 @@ pub async fn page(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     }
     .render()?;
     Ok((no_store(), Html(page)).into_response())
+}
+
+/// "12 ticket(s) — page 1 of 1", or for a count stopped at its cap "more than 10,000 tickets — page 3".
+fn summary(lang: Lang, total: Count, page: i64, pages: i64) -> String {
+    if !total.capped {
+        return text(
+            lang,
+            "list_summary",
+            &[("total", total.n.to_string()), ("page", page.to_string()), ("pages", pages.to_string())],
+        );
+    }
+    // Thousands grouped as each language writes them: 10,000 / 10 000 (a narrow no-break space).
+    let digits = total.n.to_string();
+    let separator = if lang.code() == "fr" { "\u{202f}" } else { "," };
+    let mut grouped = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push_str(separator);
+        }
+        grouped.push(d);
+    }
+    text(lang, "list_summary_capped", &[("total", grouped), ("page", page.to_string())])
 }
 
 fn row(lang: Lang, zone: chrono_tz::Tz, r: &ListedTicket) -> Value {
@@ -204,4 +226,21 @@ pub async fn forget(
     let email = viewer.address.as_str().to_string();
     app.store.run(move |s| s.write(|c| reads::forget_criteria(c, &email))).await?;
     Ok(Redirect::to("/?").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_count_says_more_than_in_both_languages() {
+        let capped = Count { n: 10_000, capped: true };
+        assert_eq!(summary(Lang::En, capped, 3, 400), "more than 10,000 tickets — page 3");
+        assert_eq!(summary(Lang::Fr, capped, 3, 400), "plus de 10\u{202f}000 tickets — page 3");
+        assert_eq!(
+            summary(Lang::En, Count { n: 1_234_567, capped: true }, 1, 1),
+            "more than 1,234,567 tickets — page 1"
+        );
+        assert_eq!(summary(Lang::En, Count::exact(12), 1, 1), "12 ticket(s) — page 1 of 1");
+    }
 }
