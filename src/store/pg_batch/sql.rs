@@ -1,0 +1,248 @@
+//! The statements of a held batch: its rows written a table at a time, and the lookups asked
+//! once per batch (PostgreSQL only; without the feature, stand-ins that are never reached).
+
+#[cfg(feature = "postgres")]
+use super::*;
+
+#[cfg(feature = "postgres")]
+pub(super) fn write_raws(conn: &mut crate::store::Conn, raws: &[Raw]) -> anyhow::Result<()> {
+    use crate::store::schema::raw_mails::dsl::*;
+    use diesel::prelude::*;
+    if raws.is_empty() {
+        return Ok(());
+    }
+    let pg = pg(conn)?;
+    let mut start = 0;
+    while start < raws.len() {
+        // Up to RAW_BYTES per statement, one mail at least.
+        let mut end = start + 1;
+        let mut bytes = raws[start].data.len();
+        while end < raws.len() && bytes + raws[end].data.len() <= RAW_BYTES {
+            bytes += raws[end].data.len();
+            end += 1;
+        }
+        let values: Vec<_> = raws[start..end]
+            .iter()
+            .map(|r| {
+                (
+                    id.eq(r.id),
+                    message_key.eq(r.key.as_str()),
+                    source.eq(r.source.as_str()),
+                    received_at.eq(r.at),
+                    size.eq(r.data.len() as i64),
+                    data.eq(r.data.as_slice()),
+                    state.eq(r.state),
+                    reason.eq(r.reason.as_deref()),
+                    ticket_number.eq(r.ticket),
+                )
+            })
+            .collect();
+        diesel::insert_into(raw_mails).values(values).execute(pg)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Rows per INSERT at most (PostgreSQL takes 65,535 parameters; messages have 15 columns).
+#[cfg(feature = "postgres")]
+const ROWS: usize = 1000;
+
+#[cfg(feature = "postgres")]
+pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::Result<()> {
+    use diesel::prelude::*;
+    use diesel::sql_types::{Array, BigInt, Text};
+
+    let pg = pg(conn)?;
+    for chunk in rows.messages.chunks(ROWS) {
+        use crate::store::schema::messages::dsl::*;
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|m| {
+                (
+                    id.eq(m.id),
+                    ticket_number.eq(m.ticket_number),
+                    kind.eq(m.kind),
+                    from_addr.eq(m.from_addr.as_str()),
+                    from_name.eq(m.from_name.as_deref()),
+                    at.eq(m.at),
+                    subject.eq(m.subject.as_str()),
+                    text.eq(m.text.as_str()),
+                    full_text.eq(m.full_text.as_str()),
+                    html.eq(m.html.as_deref()),
+                    mail_message_id.eq(m.mail_message_id.as_deref()),
+                    raw_mail_id.eq(m.raw_mail_id),
+                    auto.eq(m.auto),
+                    refused.eq(m.refused.as_str()),
+                    unverified.eq(m.unverified),
+                    event.eq(m.event.as_deref()),
+                )
+            })
+            .collect();
+        diesel::insert_into(messages).values(values).execute(pg)?;
+    }
+    for chunk in rows.blobs.chunks(ROWS) {
+        use crate::store::schema::blobs::dsl::*;
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|b| {
+                (
+                    sha256.eq(b.sha256.as_str()),
+                    size.eq(b.size),
+                    data.eq(b.data.as_slice()),
+                    raw_mail_id.eq(b.raw_mail_id),
+                    raw_start.eq(b.raw_start),
+                    raw_end.eq(b.raw_end),
+                )
+            })
+            .collect();
+        diesel::insert_into(blobs).values(values).on_conflict_do_nothing().execute(pg)?;
+    }
+    for chunk in rows.attachments.chunks(ROWS) {
+        use crate::store::schema::attachments::dsl::*;
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|a| {
+                (
+                    id.eq(a.id),
+                    message_id.eq(a.message_id),
+                    blob_sha256.eq(a.blob_sha256.as_str()),
+                    name.eq(a.name.as_str()),
+                    content_type.eq(a.content_type.as_str()),
+                    size.eq(a.size),
+                    content_id.eq(a.content_id.as_deref()),
+                    inline.eq(a.inline),
+                )
+            })
+            .collect();
+        diesel::insert_into(attachments).values(values).execute(pg)?;
+    }
+    for chunk in rows.threads.chunks(ROWS) {
+        use crate::store::schema::thread_ids::dsl::*;
+        let values: Vec<_> =
+            chunk.iter().map(|(mid, number)| (message_id.eq(mid.as_str()), ticket_number.eq(*number))).collect();
+        diesel::insert_into(thread_ids).values(values).on_conflict_do_nothing().execute(pg)?;
+    }
+    if !rows.words.is_empty() {
+        // The same expression as `search_index::insert`, over the batch's messages at once.
+        let (ids, texts): (Vec<i64>, Vec<&str>) = rows.words.iter().map(|(id, t)| (*id, t.as_str())).unzip();
+        diesel::sql_query(
+            "INSERT INTO message_search (message_id, tsv) \
+             SELECT id, to_tsvector('simple', unaccent_simple(t)) FROM unnest($1, $2) AS u(id, t)",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Array<Text>, _>(texts)
+        .execute(pg)?;
+    }
+    for chunk in rows.outbox.chunks(ROWS) {
+        use crate::store::schema::outbox::dsl::*;
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|o| {
+                (
+                    id.eq(o.id),
+                    ticket_number.eq(o.ticket_number),
+                    event.eq(o.event.as_str()),
+                    recipient.eq(o.recipient.as_str()),
+                    envelope_from.eq(o.envelope_from.as_str()),
+                    message_id.eq(o.message_id.as_str()),
+                    automatic.eq(o.automatic),
+                    data.eq(&[][..]),
+                    spec.eq(o.spec.as_str()),
+                    state.eq("pending"),
+                    next_attempt_at.eq(o.at),
+                    created_at.eq(o.at),
+                )
+            })
+            .collect();
+        diesel::insert_into(outbox).values(values).execute(pg)?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn db_known_keys(conn: &mut crate::store::Conn, keys: &[String]) -> anyhow::Result<Vec<String>> {
+    use crate::store::schema::raw_mails::dsl::*;
+    use diesel::prelude::*;
+    Ok(raw_mails.filter(message_key.eq_any(keys)).select(message_key).load(pg(conn)?)?)
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn db_threads(conn: &mut crate::store::Conn, ids: &[String]) -> anyhow::Result<Vec<(String, i64)>> {
+    use crate::store::schema::thread_ids::dsl::*;
+    use diesel::prelude::*;
+    Ok(thread_ids.filter(message_id.eq_any(ids)).select((message_id, ticket_number)).load(pg(conn)?)?)
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn db_undeliverable(
+    conn: &mut crate::store::Conn,
+    addresses: &[String],
+) -> anyhow::Result<Vec<(String, i64)>> {
+    use crate::store::schema::undeliverable::dsl::*;
+    use diesel::prelude::*;
+    Ok(undeliverable.filter(address.eq_any(addresses)).select((address, until_at)).load(pg(conn)?)?)
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn db_automatic(
+    conn: &mut crate::store::Conn,
+    recipients: &[String],
+    since: i64,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    use crate::store::schema::outbox::dsl::*;
+    use diesel::prelude::*;
+    Ok(outbox
+        .filter(recipient.eq_any(recipients))
+        .filter(automatic.eq(true))
+        .filter(created_at.ge(since))
+        .group_by(recipient)
+        .select((recipient, diesel::dsl::count_star()))
+        .load(pg(conn)?)?)
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn db_references(conn: &mut crate::store::Conn, number: i64) -> anyhow::Result<Vec<(i64, String)>> {
+    use crate::store::schema::messages::dsl::*;
+    use diesel::prelude::*;
+    Ok(messages
+        .filter(ticket_number.eq(number))
+        .filter(mail_message_id.is_not_null())
+        .order(id)
+        .select((id, mail_message_id.assume_not_null()))
+        .load(pg(conn)?)?)
+}
+
+#[cfg(not(feature = "postgres"))]
+mod sqlite_only {
+    //! Without the `postgres` feature nothing is ever held ([`super::super::begin`] refuses SQLite).
+    use super::super::{Raw, Rows};
+    type C = crate::store::Conn;
+    const NEVER: &str = "rows are held on PostgreSQL only";
+    pub(in crate::store::pg_batch) fn write_raws(_: &mut C, raws: &[Raw]) -> anyhow::Result<()> {
+        if raws.is_empty() { Ok(()) } else { anyhow::bail!(NEVER) }
+    }
+    pub(in crate::store::pg_batch) fn write_rest(_: &mut C, _: &Rows) -> anyhow::Result<()> {
+        Ok(())
+    }
+    pub(in crate::store::pg_batch) fn db_known_keys(_: &mut C, _: &[String]) -> anyhow::Result<Vec<String>> {
+        anyhow::bail!(NEVER)
+    }
+    pub(in crate::store::pg_batch) fn db_threads(_: &mut C, _: &[String]) -> anyhow::Result<Vec<(String, i64)>> {
+        anyhow::bail!(NEVER)
+    }
+    pub(in crate::store::pg_batch) fn db_undeliverable(_: &mut C, _: &[String]) -> anyhow::Result<Vec<(String, i64)>> {
+        anyhow::bail!(NEVER)
+    }
+    pub(in crate::store::pg_batch) fn db_automatic(
+        _: &mut C,
+        _: &[String],
+        _: i64,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        anyhow::bail!(NEVER)
+    }
+    pub(in crate::store::pg_batch) fn db_references(_: &mut C, _: i64) -> anyhow::Result<Vec<(i64, String)>> {
+        anyhow::bail!(NEVER)
+    }
+}
+#[cfg(not(feature = "postgres"))]
+pub(super) use sqlite_only::*;
