@@ -39,57 +39,33 @@ pub struct RefusedAttachment {
 
 pub fn insert_message(conn: &mut Conn, m: &NewMessage) -> anyhow::Result<i64> {
     let id = next_id(conn, "message")?;
-    let held = pg_batch::active()
-        && pg_batch::hold_message(pg_batch::Message {
-            id,
-            ticket_number: m.ticket_number,
-            kind: m.kind.as_str(),
-            from_addr: m.from_addr.to_string(),
-            from_name: m.from_name.map(str::to_string),
-            at: m.at,
-            subject: m.subject.to_string(),
-            text: m.text.to_string(),
-            full_text: m.full_text.to_string(),
-            html: m.html.map(str::to_string),
-            mail_message_id: m.mail_message_id.map(str::to_string),
-            raw_mail_id: m.raw_mail_id,
-            auto: m.auto,
-            refused: serde_json::to_string(m.refused)?,
-            unverified: m.unverified,
-            event: m.event.map(Event::stored),
-        });
-    if !held {
-        insert_message_row(conn, id, m)?;
+    let row = MessageRow {
+        id,
+        ticket_number: m.ticket_number,
+        kind: m.kind.as_str().to_string(),
+        from_addr: m.from_addr.to_string(),
+        from_name: m.from_name.map(str::to_string),
+        at: m.at,
+        subject: m.subject.to_string(),
+        text: m.text.to_string(),
+        full_text: m.full_text.to_string(),
+        html: m.html.map(str::to_string),
+        mail_message_id: m.mail_message_id.map(str::to_string),
+        raw_mail_id: m.raw_mail_id,
+        auto: m.auto,
+        refused: serde_json::to_string(m.refused)?,
+        unverified: m.unverified,
+        event: m.event.map(Event::stored),
+    };
+    // In a held PostgreSQL batch the row is inserted with the batch's others at COMMIT.
+    if let Some(row) = pg_batch::hold_message(row) {
+        diesel::insert_into(messages::table).values(&row).execute(conn)?;
     }
     if let Some(mid) = m.mail_message_id {
         add_thread_id(conn, mid, m.ticket_number)?;
     }
     search_index::add(conn, id, format!("{}\n{}", m.subject, m.full_text))?;
     Ok(id)
-}
-
-fn insert_message_row(conn: &mut Conn, id: i64, m: &NewMessage) -> anyhow::Result<()> {
-    diesel::insert_into(messages::table)
-        .values((
-            messages::id.eq(id),
-            messages::ticket_number.eq(m.ticket_number),
-            messages::kind.eq(m.kind.as_str()),
-            messages::from_addr.eq(m.from_addr),
-            messages::from_name.eq(m.from_name),
-            messages::at.eq(m.at),
-            messages::subject.eq(m.subject),
-            messages::text.eq(m.text),
-            messages::full_text.eq(m.full_text),
-            messages::html.eq(m.html),
-            messages::mail_message_id.eq(m.mail_message_id),
-            messages::raw_mail_id.eq(m.raw_mail_id),
-            messages::auto.eq(m.auto),
-            messages::refused.eq(serde_json::to_string(m.refused)?),
-            messages::unverified.eq(m.unverified),
-            messages::event.eq(m.event.map(Event::stored)),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Stores the bytes once (content-addressed by `sha`, their SHA-256 in hex) and links them to the
@@ -178,7 +154,9 @@ pub fn insert_attachment(
     Ok(id)
 }
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+/// A message as stored: read back, and written (one at a time, or a batch's at once on
+/// PostgreSQL: `pg_batch`).
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: i64,

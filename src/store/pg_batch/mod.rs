@@ -23,6 +23,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::held;
+use super::messages::MessageRow;
 
 mod sql;
 use sql::*;
@@ -37,27 +38,6 @@ pub(crate) struct Raw {
     pub state: &'static str,
     pub reason: Option<String>,
     pub ticket: Option<i64>,
-}
-
-/// A message row (`messages::NewMessage`, owned).
-pub(crate) struct Message {
-    pub id: i64,
-    pub ticket_number: i64,
-    pub kind: &'static str,
-    pub from_addr: String,
-    pub from_name: Option<String>,
-    pub at: i64,
-    pub subject: String,
-    pub text: String,
-    pub full_text: String,
-    pub html: Option<String>,
-    pub mail_message_id: Option<String>,
-    pub raw_mail_id: Option<i64>,
-    pub auto: bool,
-    pub refused: String,
-    pub unverified: bool,
-    /// An event message's fact (`Event::stored`).
-    pub event: Option<String>,
 }
 
 pub(crate) struct Attachment {
@@ -110,7 +90,7 @@ pub(crate) struct Rows {
     /// Keys looked up in the database, and those found.
     asked_keys: HashSet<String>,
     known_keys: HashSet<String>,
-    messages: Vec<Message>,
+    messages: Vec<MessageRow>,
     attachments: Vec<Attachment>,
     blobs: Vec<Blob>,
     blob_shas: HashSet<String>,
@@ -238,9 +218,11 @@ pub(crate) fn hold_raw(conn: &mut super::Conn, raw: Raw) -> anyhow::Result<bool>
     }
 }
 
-/// Holds a message row; false when rows are not held (the caller inserts it).
-pub(crate) fn hold_message(message: Message) -> bool {
-    with(move |r| r.messages.push(message)).is_some()
+/// Holds a message row, or gives it back when rows are not held (the caller inserts it).
+pub(crate) fn hold_message(message: MessageRow) -> Option<MessageRow> {
+    let mut message = Some(message);
+    with(|r| r.messages.extend(message.take()));
+    message
 }
 
 /// Holds a file's attachment row and its blob (unless the batch holds that blob already; one in

@@ -54,31 +54,7 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
 
     let pg = pg(conn)?;
     for chunk in rows.messages.chunks(ROWS) {
-        use crate::store::schema::messages::dsl::*;
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|m| {
-                (
-                    id.eq(m.id),
-                    ticket_number.eq(m.ticket_number),
-                    kind.eq(m.kind),
-                    from_addr.eq(m.from_addr.as_str()),
-                    from_name.eq(m.from_name.as_deref()),
-                    at.eq(m.at),
-                    subject.eq(m.subject.as_str()),
-                    text.eq(m.text.as_str()),
-                    full_text.eq(m.full_text.as_str()),
-                    html.eq(m.html.as_deref()),
-                    mail_message_id.eq(m.mail_message_id.as_deref()),
-                    raw_mail_id.eq(m.raw_mail_id),
-                    auto.eq(m.auto),
-                    refused.eq(m.refused.as_str()),
-                    unverified.eq(m.unverified),
-                    event.eq(m.event.as_deref()),
-                )
-            })
-            .collect();
-        diesel::insert_into(messages).values(values).execute(pg)?;
+        diesel::insert_into(crate::store::schema::messages::table).values(chunk).execute(pg)?;
     }
     for chunk in rows.blobs.chunks(ROWS) {
         use crate::store::schema::blobs::dsl::*;
