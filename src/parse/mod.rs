@@ -31,6 +31,13 @@ pub use mail::{parse, parse_with};
 
 use crate::domain::EmailAddress;
 
+/// An HTML body as the parser turns it into text, with the line where the quoted history
+/// starts: only for `guichet-bench html` (issue 18).
+#[doc(hidden)]
+pub fn html_to_text_with_history(html: &str) -> (String, Option<usize>) {
+    html::html_to_text_with_history(html)
+}
+
 /// What the rest of Guichet knows about one inbound mail.
 #[derive(Clone, Debug, Default)]
 pub struct InboundMail {

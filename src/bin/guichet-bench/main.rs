@@ -9,6 +9,7 @@
 //! - `profile-ingest`: the same mix parsed and committed through the library, no IMAP (where the
 //!   time goes);
 //! - `sender`: N pending notifications drained into the real Postfix, then a 10,000-deep queue;
+//! - `html`: our HTML → text conversion against html5ever's bare tokenizer (issue 18);
 //! - `free-port`: prints a free loopback TCP port.
 //!
 //! Every metric is printed as one line: `name  value  unit`.
@@ -36,6 +37,7 @@ mod imap;
 mod mix;
 #[macro_use]
 mod daemon;
+mod html;
 mod ingest;
 mod samplers;
 mod sender;
@@ -125,6 +127,15 @@ enum Cmd {
         /// `count` notifications measures the sender without Postfix
         #[arg(long)]
         sink_config: Option<PathBuf>,
+    },
+    /// Our HTML → text (parse/html.rs) against html5ever's bare tokenizer, same bodies
+    Html {
+        /// Timed rounds per case and side (best and median are printed)
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Where the `.eml` fixtures are (their `text/html` parts are the first case)
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
     },
     /// Prints a free loopback TCP port
     FreePort,
@@ -238,6 +249,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Sender { daemon, count, queue, domain, sink_config } => {
             sender_bench(&daemon, count, queue, &domain, sink_config.as_deref())
         }
+        Cmd::Html { rounds, fixtures } => html::html_bench(&fixtures.unwrap_or_else(html::default_fixtures), rounds),
         Cmd::FreePort => {
             println!("{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
             Ok(())
