@@ -84,36 +84,33 @@ pub fn insert_attachment(
     content_id: Option<&str>,
     inline: bool,
 ) -> anyhow::Result<i64> {
-    if pg_batch::active() {
-        let id = next_id(conn, "attachment")?;
-        let attachment = pg_batch::Attachment {
-            id,
-            message_id,
-            blob_sha256: sha.to_string(),
-            name: name.to_string(),
-            content_type: content_type.to_string(),
+    let row = AttachmentRow {
+        id: next_id(conn, "attachment")?,
+        message_id,
+        blob_sha256: sha.to_string(),
+        name: name.to_string(),
+        content_type: content_type.to_string(),
+        size: data.len() as i64,
+        content_id: content_id.map(str::to_string),
+        inline,
+    };
+    // In a held PostgreSQL batch, the row and its blob are inserted with the batch's others.
+    let blob = || {
+        let (bytes, raw_mail_id, raw_start, raw_end) = match in_raw {
+            Some((raw_id, span)) => (Vec::new(), Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
+            None => (data.to_vec(), None, None, None),
+        };
+        pg_batch::Blob {
+            sha256: sha.to_string(),
             size: data.len() as i64,
-            content_id: content_id.map(str::to_string),
-            inline,
-        };
-        let blob = || {
-            let (bytes, raw_mail_id, raw_start, raw_end) = match in_raw {
-                Some((raw_id, span)) => (Vec::new(), Some(raw_id), Some(span.start as i64), Some(span.end as i64)),
-                None => (data.to_vec(), None, None, None),
-            };
-            pg_batch::Blob {
-                sha256: sha.to_string(),
-                size: data.len() as i64,
-                data: bytes,
-                raw_mail_id,
-                raw_start,
-                raw_end,
-            }
-        };
-        if pg_batch::hold_attachment(attachment, blob) {
-            return Ok(id);
+            data: bytes,
+            raw_mail_id,
+            raw_start,
+            raw_end,
         }
-    }
+    };
+    let id = row.id;
+    let Some(row) = pg_batch::hold_attachment(row, blob) else { return Ok(id) };
     let known: Option<String> = blobs::table.find(sha).select(blobs::sha256).get_result(conn).optional()?;
     if known.is_none() {
         let (bytes, raw_mail, start, end) = match in_raw {
@@ -138,19 +135,7 @@ pub fn insert_attachment(
             AnyConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
         };
     }
-    let id = next_id(conn, "attachment")?;
-    diesel::insert_into(attachments::table)
-        .values((
-            attachments::id.eq(id),
-            attachments::message_id.eq(message_id),
-            attachments::blob_sha256.eq(sha),
-            attachments::name.eq(name),
-            attachments::content_type.eq(content_type),
-            attachments::size.eq(data.len() as i64),
-            attachments::content_id.eq(content_id),
-            attachments::inline.eq(inline),
-        ))
-        .execute(conn)?;
+    diesel::insert_into(attachments::table).values(&row).execute(conn)?;
     Ok(id)
 }
 
@@ -191,7 +176,8 @@ impl MessageRow {
     }
 }
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+/// A file of a message as stored: read back, and written (`pg_batch` holds a batch's).
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = attachments)]
 pub struct AttachmentRow {
     pub id: i64,

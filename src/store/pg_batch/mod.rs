@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::held;
-use super::messages::MessageRow;
+use super::messages::{AttachmentRow, MessageRow};
 
 mod sql;
 use sql::*;
@@ -38,17 +38,6 @@ pub(crate) struct Raw {
     pub state: &'static str,
     pub reason: Option<String>,
     pub ticket: Option<i64>,
-}
-
-pub(crate) struct Attachment {
-    pub id: i64,
-    pub message_id: i64,
-    pub blob_sha256: String,
-    pub name: String,
-    pub content_type: String,
-    pub size: i64,
-    pub content_id: Option<String>,
-    pub inline: bool,
 }
 
 pub(crate) struct Blob {
@@ -91,7 +80,7 @@ pub(crate) struct Rows {
     asked_keys: HashSet<String>,
     known_keys: HashSet<String>,
     messages: Vec<MessageRow>,
-    attachments: Vec<Attachment>,
+    attachments: Vec<AttachmentRow>,
     blobs: Vec<Blob>,
     blob_shas: HashSet<String>,
     /// Thread ids to insert (`ON CONFLICT DO NOTHING`: an existing one wins, as before), and the
@@ -226,16 +215,19 @@ pub(crate) fn hold_message(message: MessageRow) -> Option<MessageRow> {
 }
 
 /// Holds a file's attachment row and its blob (unless the batch holds that blob already; one in
-/// the database wins at the insert, `ON CONFLICT DO NOTHING`). False when rows are not held.
-pub(crate) fn hold_attachment(attachment: Attachment, blob: impl FnOnce() -> Blob) -> bool {
+/// the database wins at the insert, `ON CONFLICT DO NOTHING`); gives the row back when rows are
+/// not held (the caller inserts it and its blob).
+pub(crate) fn hold_attachment(attachment: AttachmentRow, blob: impl FnOnce() -> Blob) -> Option<AttachmentRow> {
+    let mut attachment = Some(attachment);
     with(|r| {
-        if !r.blob_shas.contains(&attachment.blob_sha256) {
-            r.blob_shas.insert(attachment.blob_sha256.clone());
+        let Some(a) = attachment.take() else { return };
+        if !r.blob_shas.contains(&a.blob_sha256) {
+            r.blob_shas.insert(a.blob_sha256.clone());
             r.blobs.push(blob());
         }
-        r.attachments.push(attachment);
-    })
-    .is_some()
+        r.attachments.push(a);
+    });
+    attachment
 }
 
 /// The ticket of a thread id, if the batch knows (`None`: ask the database, then [`note_thread`]).

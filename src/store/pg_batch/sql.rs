@@ -74,23 +74,7 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
         diesel::insert_into(blobs).values(values).on_conflict_do_nothing().execute(pg)?;
     }
     for chunk in rows.attachments.chunks(ROWS) {
-        use crate::store::schema::attachments::dsl::*;
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|a| {
-                (
-                    id.eq(a.id),
-                    message_id.eq(a.message_id),
-                    blob_sha256.eq(a.blob_sha256.as_str()),
-                    name.eq(a.name.as_str()),
-                    content_type.eq(a.content_type.as_str()),
-                    size.eq(a.size),
-                    content_id.eq(a.content_id.as_deref()),
-                    inline.eq(a.inline),
-                )
-            })
-            .collect();
-        diesel::insert_into(attachments).values(values).execute(pg)?;
+        diesel::insert_into(crate::store::schema::attachments::table).values(chunk).execute(pg)?;
     }
     for chunk in rows.threads.chunks(ROWS) {
         use crate::store::schema::thread_ids::dsl::*;
