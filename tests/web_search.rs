@@ -52,23 +52,13 @@ fn seed(app: &guichet::app::App) -> Vec<i64> {
                     let text = if only_in_note && k == 0 { "rien à voir" } else { text };
                     messages::insert_message(
                         c,
-                        &NewMessage {
-                            ticket_number: number,
-                            kind: *kind,
-                            from_addr: if *kind == MessageKind::Customer { &requester } else { STAFF },
-                            from_name: None,
-                            at: now - 9_000 + k as i64,
-                            subject: "",
+                        &NewMessage::plain(
+                            number,
+                            *kind,
+                            if *kind == MessageKind::Customer { &requester } else { STAFF },
+                            now - 9_000 + k as i64,
                             text,
-                            full_text: text,
-                            html: None,
-                            mail_message_id: None,
-                            raw_mail_id: None,
-                            auto: false,
-                            refused: &[],
-                            unverified: false,
-                            event: None,
-                        },
+                        ),
                     )?;
                 }
                 // Ties on the date (pairs of tickets) are broken by number, as on any list.

@@ -128,23 +128,7 @@ pub fn record_event(
     let text = text.as_str();
     messages::insert_message(
         conn,
-        &NewMessage {
-            ticket_number: number,
-            kind: MessageKind::Event,
-            from_addr: actor.as_str(),
-            from_name: None,
-            at,
-            subject: "",
-            text,
-            full_text: text,
-            html: None,
-            mail_message_id: None,
-            raw_mail_id: None,
-            auto: false,
-            refused: &[],
-            unverified: false,
-            event: Some(&event),
-        },
+        &NewMessage { event: Some(&event), ..NewMessage::plain(number, MessageKind::Event, actor.as_str(), at, text) },
     )?;
     Ok(())
 }

@@ -30,6 +30,30 @@ pub struct NewMessage<'a> {
     pub event: Option<&'a Event>,
 }
 
+impl<'a> NewMessage<'a> {
+    /// A message of plain text and nothing else (no subject, HTML, mail or files); callers set
+    /// the rest with `..NewMessage::plain(…)`.
+    pub fn plain(ticket_number: i64, kind: MessageKind, from_addr: &'a str, at: i64, text: &'a str) -> Self {
+        NewMessage {
+            ticket_number,
+            kind,
+            from_addr,
+            from_name: None,
+            at,
+            subject: "",
+            text,
+            full_text: text,
+            html: None,
+            mail_message_id: None,
+            raw_mail_id: None,
+            auto: false,
+            refused: &[],
+            unverified: false,
+            event: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RefusedAttachment {
     pub name: String,

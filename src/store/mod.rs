@@ -415,9 +415,14 @@ fn count_statements() {
     use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
     fn counter() -> Option<Box<dyn Instrumentation>> {
         Some(Box::new(|event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { .. } = event {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
                 STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 THREAD_STATEMENTS.set(THREAD_STATEMENTS.get() + 1);
+                // Each statement's SQL with `RUST_LOG=guichet::sql=trace`: which statements a
+                // path sends, to count them by kind (off by default: one level check).
+                if tracing::enabled!(target: "guichet::sql", tracing::Level::TRACE) {
+                    tracing::trace!(target: "guichet::sql", "{}", sql_head(query));
+                }
             }
         }))
     }
@@ -425,6 +430,21 @@ fn count_statements() {
     ONCE.call_once(|| {
         let _ = set_default_instrumentation(counter);
     });
+}
+
+/// A statement's first 300 characters (its binds can be megabytes of mail).
+fn sql_head(query: &dyn std::fmt::Display) -> String {
+    struct Head(String);
+    impl std::fmt::Write for Head {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = 300usize.saturating_sub(self.0.len());
+            self.0.extend(s.chars().take(room));
+            if s.len() > room { Err(std::fmt::Error) } else { Ok(()) }
+        }
+    }
+    let mut head = Head(String::new());
+    let _ = std::fmt::write(&mut head, format_args!("{query}"));
+    head.0
 }
 
 /// Statements sent by this process so far (every connection, every thread).

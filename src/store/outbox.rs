@@ -22,39 +22,44 @@ pub struct Queued<'a> {
 }
 
 pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
-    let id = next_id(conn, "outbox")?;
-    if pg_batch::active()
-        && pg_batch::hold_outbox(pg_batch::Outbox {
-            id,
-            ticket_number: queued.ticket_number,
-            event: queued.event.to_string(),
-            recipient: queued.recipient.to_string(),
-            envelope_from: queued.envelope_from.to_string(),
-            message_id: queued.message_id.to_string(),
-            automatic: queued.automatic,
-            spec: queued.spec.to_string(),
-            at: queued.at,
-        })
-    {
-        return Ok(());
+    let row = NewOutboxRow {
+        id: next_id(conn, "outbox")?,
+        ticket_number: queued.ticket_number,
+        event: queued.event.to_string(),
+        recipient: queued.recipient.to_string(),
+        envelope_from: queued.envelope_from.to_string(),
+        message_id: queued.message_id.to_string(),
+        automatic: queued.automatic,
+        data: Vec::new(),
+        spec: queued.spec.to_string(),
+        state: "pending",
+        next_attempt_at: queued.at,
+        created_at: queued.at,
+    };
+    // In a PostgreSQL ingest batch the row is held and inserted with the batch's others.
+    if let Some(row) = pg_batch::hold_outbox(row) {
+        diesel::insert_into(outbox::table).values(&row).execute(conn)?;
     }
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(id),
-            outbox::ticket_number.eq(queued.ticket_number),
-            outbox::event.eq(queued.event),
-            outbox::recipient.eq(queued.recipient),
-            outbox::envelope_from.eq(queued.envelope_from),
-            outbox::message_id.eq(queued.message_id),
-            outbox::automatic.eq(queued.automatic),
-            outbox::data.eq(&[][..]),
-            outbox::spec.eq(queued.spec),
-            outbox::state.eq("pending"),
-            outbox::next_attempt_at.eq(queued.at),
-            outbox::created_at.eq(queued.at),
-        ))
-        .execute(conn)?;
     Ok(())
+}
+
+/// A queued notification as it is written, by `queue` or with a batch's others.
+#[derive(Insertable, Debug)]
+#[diesel(table_name = outbox)]
+pub(crate) struct NewOutboxRow {
+    pub id: i64,
+    pub ticket_number: Option<i64>,
+    pub event: String,
+    pub recipient: String,
+    pub envelope_from: String,
+    pub message_id: String,
+    pub automatic: bool,
+    /// Empty: the sender composes the mail from `spec` when it sends it.
+    pub data: Vec<u8>,
+    pub spec: String,
+    pub state: &'static str,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -82,6 +87,16 @@ pub struct OutboxRow {
 
 /// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
 /// UPDATE, so concurrent senders (threads or daemons) never claim the same row.
+/// Whether any notification is due and unclaimed: one read of the `outbox_due` index, for the
+/// idle sender's probe.
+pub fn any_due(conn: &mut Conn, now: i64) -> anyhow::Result<bool> {
+    let due = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now))
+        .filter(outbox::locked_until.lt(now));
+    Ok(diesel::select(diesel::dsl::exists(due)).get_result(conn)?)
+}
+
 pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
     #[cfg(feature = "postgres")]
     if let super::AnyConnection::Postgresql(pg) = conn {

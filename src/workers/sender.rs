@@ -41,6 +41,9 @@ const MAX_RETRY_DELAY: i64 = 3600;
 const UPLOAD_BYTES_PER_SECOND: usize = 64 * 1024;
 /// While the database refuses to record sent mail, retry at most this far apart.
 const MAX_RECORD_DELAY: Duration = Duration::from_secs(30);
+/// How often an idle sender looks for mail queued by other processes (SPEC §11: a customer's
+/// acknowledgement leaves within a blink, also when `guichet ingest` stored the mail).
+const PROBE: Duration = Duration::from_millis(100);
 
 pub enum Transport {
     Smtp(Box<SmtpPool>),
@@ -245,7 +248,7 @@ fn retry_delay(attempts: i32) -> i64 {
 /// Runs until shutdown; a claimed batch is finished before exiting.
 pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) {
     let transport = Arc::new(transport);
-    loop {
+    'rounds: loop {
         if shutdown.is_set() {
             break;
         }
@@ -256,12 +259,21 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
                 0
             }
         };
-        // Idle: a commit of this process (a mail ingested, a link asked for) wakes it at once;
-        // the poll catches what other daemons queued and retries coming due.
+        // Idle: a commit of this process (a mail ingested, a link asked for) wakes it at once; a
+        // read of the outbox's index every PROBE catches what other processes queued (`guichet
+        // ingest` run by the MTA, other daemons) and retries coming due, without a write.
         if sent == 0 {
-            tokio::select! {
-                _ = app.store.next_commit() => {}
-                stop = shutdown.sleep(Duration::from_millis(500)) => if stop { break },
+            loop {
+                tokio::select! {
+                    _ = app.store.next_commit() => break,
+                    stop = shutdown.sleep(PROBE) => if stop { break 'rounds },
+                }
+                let now = store::now();
+                match app.store.run(move |s| s.read(|c| outbox::any_due(c, now))).await {
+                    Ok(false) => continue,
+                    // Due mail, or an error the claim will report.
+                    Ok(true) | Err(_) => break,
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use guichet::app::{App, Shutdown};
 use guichet::config::Settings;
-use guichet::domain::{MessageKind, Priority, Status};
+use guichet::domain::{Event, MessageKind, Priority, Status};
 use guichet::store::messages::{self, NewMessage};
 use guichet::store::tickets::{self, NewTicket};
 use rand::rngs::StdRng;

@@ -147,29 +147,29 @@ pub(crate) fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                         1 | 3 => (MessageKind::Staff, STAFF.to_string()),
                         _ => (MessageKind::Customer, requester.clone()),
                     };
-                    let words = r.random_range(15..60);
-                    let mut text = sentence(&mut r, words);
-                    if r.random_bool(0.001) {
-                        text.push_str(&format!(" {RARE_WORD}"));
-                    }
+                    // Events are facts, told in the reader's language when shown (as desk::actions
+                    // stores them); the other messages are words, some of them the rare one.
+                    let event = (kind == MessageKind::Event).then_some(Event::StatusChanged {
+                        from: Status::Open,
+                        to: [Status::Waiting, Status::Closed][r.random_range(0..2)],
+                    });
+                    let text = match &event {
+                        Some(event) => event.text("fr"),
+                        None => {
+                            let words = r.random_range(15..60);
+                            let mut text = sentence(&mut r, words);
+                            if r.random_bool(0.001) {
+                                text.push_str(&format!(" {RARE_WORD}"));
+                            }
+                            text
+                        }
+                    };
                     messages::insert_message(
                         c,
                         &NewMessage {
-                            ticket_number: number,
-                            kind,
-                            from_addr: &from,
-                            from_name: None,
-                            at,
                             subject: if i == 0 { &subject } else { "" },
-                            text: &text,
-                            full_text: &text,
-                            html: None,
-                            mail_message_id: None,
-                            raw_mail_id: None,
-                            auto: false,
-                            refused: &[],
-                            unverified: false,
-                            event: None,
+                            event: event.as_ref(),
+                            ..NewMessage::plain(number, kind, &from, at, &text)
                         },
                     )?;
                 }

@@ -9,6 +9,8 @@ pub(crate) struct Observe {
     pub(crate) dovecot_pid: Option<u32>,
     /// When the steady memory is read after the drain.
     pub(crate) settle: Duration,
+    /// Created when the backlog is drained.
+    pub(crate) drained_file: Option<PathBuf>,
 }
 
 /// A counter of a daemon's /metrics (`None`: not served, or not there).
@@ -133,6 +135,9 @@ pub(crate) fn ingest_bench(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    if let Some(file) = &observe.drained_file {
+        std::fs::write(file, b"")?;
+    }
     let cpus: Vec<f64> = daemons.iter().map(Daemon::cpu_seconds).collect();
     let cpu_backlog: f64 = cpus.iter().sum();
     let dovecot_cpu = observe.dovecot_pid.map(tree_cpu_seconds).zip(dovecot0).map(|(after, before)| after - before);

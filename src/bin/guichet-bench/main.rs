@@ -98,6 +98,10 @@ enum Cmd {
         /// Seconds after the drain at which the daemons' steady memory is read (0 = not read)
         #[arg(long, default_value_t = 15)]
         settle: u64,
+        /// A file created when the backlog is drained (a profiler started at the daemons' start
+        /// stops there)
+        #[arg(long)]
+        drained_file: Option<PathBuf>,
     },
     /// Parse and commit the mix through the library (no IMAP): where the ingest time goes
     ProfileIngest {
@@ -238,11 +242,12 @@ fn main() -> anyhow::Result<()> {
             metrics,
             dovecot_pid,
             settle,
+            drained_file,
         } => {
             let configs: Vec<PathBuf> = (0..daemons.max(1))
                 .map(|k| daemon_configs.get(k).cloned().unwrap_or_else(|| daemon.config.clone()))
                 .collect();
-            let extra = Observe { metrics, dovecot_pid, settle: Duration::from_secs(settle) };
+            let extra = Observe { metrics, dovecot_pid, settle: Duration::from_secs(settle), drained_file };
             ingest_bench(&imap, &mix, &daemon, &configs, rate, seconds, baseline, &extra)
         }
         Cmd::ProfileIngest { mix, config, page_size } => profile_ingest(&mix, &config, page_size),

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::held;
 use super::messages::{AttachmentRow, MessageRow};
+use super::outbox::NewOutboxRow;
 
 mod sql;
 use sql::*;
@@ -49,17 +50,6 @@ pub(crate) struct Blob {
     pub raw_end: Option<i64>,
 }
 
-pub(crate) struct Outbox {
-    pub id: i64,
-    pub ticket_number: Option<i64>,
-    pub event: String,
-    pub recipient: String,
-    pub envelope_from: String,
-    pub message_id: String,
-    pub automatic: bool,
-    pub spec: String,
-    pub at: i64,
-}
 
 /// Raw mails are inserted once this many bytes are held (memory stays bounded; a batch is up to
 /// 32 MB of mail).
@@ -90,7 +80,7 @@ pub(crate) struct Rows {
     /// Thread ids looked up in the database: the ticket, or none.
     threads_db: HashMap<String, Option<i64>>,
     words: Vec<(i64, String)>,
-    outbox: Vec<Outbox>,
+    outbox: Vec<NewOutboxRow>,
     /// Addresses looked up in `undeliverable`: until when, or not there.
     undeliverable: HashMap<String, Option<i64>>,
     /// Automatic mails in the database per (recipient, since).
@@ -260,15 +250,15 @@ pub(crate) fn hold_thread_id(message_id: &str, number: i64) -> bool {
 /// Holds a message's words; gives them back when rows are not held.
 pub(crate) fn hold_words(id: i64, text: String) -> Option<String> {
     let mut text = Some(text);
-    match with(|r| r.words.push((id, text.take().expect("once")))) {
-        Some(()) => None,
-        None => text,
-    }
+    with(|r| r.words.extend(text.take().map(|t| (id, t))));
+    text
 }
 
-/// Holds a notification row; false when rows are not held (the caller inserts it).
-pub(crate) fn hold_outbox(row: Outbox) -> bool {
-    with(move |r| r.outbox.push(row)).is_some()
+/// Holds a notification row; gives it back when rows are not held (the caller inserts it).
+pub(crate) fn hold_outbox(row: NewOutboxRow) -> Option<NewOutboxRow> {
+    let mut row = Some(row);
+    with(|r| r.outbox.extend(row.take()));
+    row
 }
 
 /// Notes a ticket opened by this batch.
@@ -319,7 +309,7 @@ pub(crate) fn automatic_since(conn: &mut super::Conn, recipient: &str, since: i6
         }
     };
     let held =
-        with(|r| r.outbox.iter().filter(|o| o.automatic && o.recipient == recipient && o.at >= since).count() as i64)
+        with(|r| r.outbox.iter().filter(|o| o.automatic && o.recipient == recipient && o.created_at >= since).count() as i64)
             .unwrap_or(0);
     Ok(Some(in_db + held))
 }

@@ -94,27 +94,7 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
         .execute(pg)?;
     }
     for chunk in rows.outbox.chunks(ROWS) {
-        use crate::store::schema::outbox::dsl::*;
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|o| {
-                (
-                    id.eq(o.id),
-                    ticket_number.eq(o.ticket_number),
-                    event.eq(o.event.as_str()),
-                    recipient.eq(o.recipient.as_str()),
-                    envelope_from.eq(o.envelope_from.as_str()),
-                    message_id.eq(o.message_id.as_str()),
-                    automatic.eq(o.automatic),
-                    data.eq(&[][..]),
-                    spec.eq(o.spec.as_str()),
-                    state.eq("pending"),
-                    next_attempt_at.eq(o.at),
-                    created_at.eq(o.at),
-                )
-            })
-            .collect();
-        diesel::insert_into(outbox).values(values).execute(pg)?;
+        diesel::insert_into(crate::store::schema::outbox::table).values(chunk).execute(pg)?;
     }
     Ok(())
 }
