@@ -68,10 +68,9 @@ impl App {
 
     /// The mail an outbox row sends, composed as the sender composes it (`notify::pending`).
     pub fn outbox_mail(&self, row: &store::outbox::OutboxRow) -> anyhow::Result<Vec<u8>> {
-        let renderer = &self.renderer;
-        self.store
-            .read(|c| crate::notify::pending::mail_of(c, renderer, row))?
-            .map_err(|crate::notify::pending::CannotCompose(e)| anyhow::anyhow!("cannot compose the mail: {e}"))
+        use crate::notify::pending::{CannotCompose, files_of, mail_of};
+        mail_of(&mut files_of(&self.store), &self.renderer, row)?
+            .map_err(|CannotCompose(e)| anyhow::anyhow!("cannot compose the mail: {e}"))
     }
 
     /// Ingests a batch of mails in one transaction ([`App::commit_batch_with`]).

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::compose::{self, OutgoingMail, shorten_subject};
 use super::render::Renderer;
-use crate::store::Conn;
+use crate::store::Store;
 use crate::store::messages;
 
 /// See the module's documentation.
@@ -53,12 +53,17 @@ impl PendingMail {
         serde_json::to_string(self).expect("a pending mail is plain data")
     }
 
-    /// The mail's bytes. `Err` is for the database (the send is tried again later); a mail that
-    /// cannot be rendered or composed is `Ok(Err(_))`, for good.
-    pub fn compose(&self, conn: &mut Conn, renderer: &Renderer) -> anyhow::Result<Result<Vec<u8>, CannotCompose>> {
+    /// The mail's bytes; `file` reads a relayed file's bytes by digest (the only database read).
+    /// `Err` is for the database (the send is tried again later); a mail that cannot be rendered
+    /// or composed is `Ok(Err(_))`, for good.
+    pub fn compose(
+        &self,
+        file: &mut dyn FnMut(&str) -> anyhow::Result<Vec<u8>>,
+        renderer: &Renderer,
+    ) -> anyhow::Result<Result<Vec<u8>, CannotCompose>> {
         let mut attachments = Vec::with_capacity(self.files.len());
         for (name, content_type, sha) in &self.files {
-            let bytes = messages::blob_data(conn, sha).with_context(|| format!("the file {name} of a notification"))?;
+            let bytes = file(sha).with_context(|| format!("the file {name} of a notification"))?;
             attachments.push((name.clone(), content_type.clone(), bytes));
         }
         Ok(self.render_and_compose(renderer, attachments).map_err(|e| CannotCompose(format!("{e:#}"))))
@@ -98,15 +103,21 @@ impl PendingMail {
 }
 
 /// The bytes of an outbox row's mail: composed now from its description, or (rows queued by a
-/// version before descriptions) as stored.
+/// version before descriptions) as stored. `file` reads a relayed file by digest: the only
+/// database read, so a sender composing an acknowledgement takes no connection.
 pub fn mail_of(
-    conn: &mut Conn,
+    file: &mut dyn FnMut(&str) -> anyhow::Result<Vec<u8>>,
     renderer: &Renderer,
     row: &crate::store::outbox::OutboxRow,
 ) -> anyhow::Result<Result<Vec<u8>, CannotCompose>> {
     let Some(spec) = &row.spec else { return Ok(Ok(row.data.clone())) };
     match serde_json::from_str::<PendingMail>(spec) {
-        Ok(pending) => pending.compose(conn, renderer),
+        Ok(pending) => pending.compose(file, renderer),
         Err(e) => Ok(Err(CannotCompose(format!("unreadable notification: {e}")))),
     }
+}
+
+/// A reader of relayed files for [`mail_of`], each read with a connection of `store`.
+pub fn files_of(store: &Store) -> impl FnMut(&str) -> anyhow::Result<Vec<u8>> + '_ {
+    |sha| store.read(|c| messages::blob_data(c, sha))
 }

@@ -162,8 +162,12 @@ fn claim_due_postgres(
         .load(pg)?)
 }
 
-pub fn mark_sent(conn: &mut Conn, id: i64, now: i64) -> anyhow::Result<()> {
-    diesel::update(outbox::table.find(id))
+/// Marks notifications accepted by the SMTP server: one statement for all of a round's.
+pub fn mark_sent(conn: &mut Conn, ids: &[i64], now: i64) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
         .set((
             outbox::state.eq("sent"),
             outbox::sent_at.eq(now),

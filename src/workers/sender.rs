@@ -306,7 +306,7 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
                 async move {
                     let start = Instant::now();
                     let id = row.id;
-                    let composed = store.run(move |s| s.read(|c| compose(c, &renderer, row))).await;
+                    let composed = store.run(move |s| compose(s, &renderer, row)).await;
                     let (row, attempt) = match composed {
                         Ok((row, Ok(()))) => {
                             let attempt = t.send(&row).await;
@@ -346,12 +346,8 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
 
 /// Gives a claimed row its mail's bytes (`notify::pending`). A database error is the round's
 /// problem (the row is tried again once its claim expires); a mail that cannot be composed fails alone.
-fn compose(
-    conn: &mut store::Conn,
-    renderer: &Renderer,
-    mut row: OutboxRow,
-) -> anyhow::Result<(OutboxRow, Result<(), CannotCompose>)> {
-    let composed = pending::mail_of(conn, renderer, &row)?.map(|bytes| row.data = bytes);
+fn compose(store: &Store, renderer: &Renderer, mut row: OutboxRow) -> anyhow::Result<(OutboxRow, Result<(), CannotCompose>)> {
+    let composed = pending::mail_of(&mut pending::files_of(store), renderer, &row)?.map(|bytes| row.data = bytes);
     Ok((row, composed))
 }
 
@@ -405,9 +401,12 @@ async fn record(app: &App, done: Vec<(OutboxRow, Attempt, Duration)>, shutdown: 
 
 fn record_attempts(c: &mut store::Conn, app: &App, results: &[(OutboxRow, Attempt, Duration)]) -> anyhow::Result<()> {
     let now = store::now();
+    let sent: Vec<i64> =
+        results.iter().filter(|(_, attempt, _)| matches!(attempt, Attempt::Sent)).map(|(row, _, _)| row.id).collect();
+    outbox::mark_sent(c, &sent, now)?;
     for (row, attempt, _) in results {
         match attempt {
-            Attempt::Sent => outbox::mark_sent(c, row.id, now)?,
+            Attempt::Sent => {}
             Attempt::Temporary(err) => outbox::mark_retry(c, row.id, err, now + retry_delay(row.attempts))?,
             Attempt::Permanent(err) => {
                 outbox::mark_failed(c, row.id, err)?;
