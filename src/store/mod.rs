@@ -271,7 +271,10 @@ impl Store {
         let mut builder =
             Pool::builder().max_size(pool_size.max(2)).min_idle(Some(0)).connection_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
-            builder = builder.connection_customizer(Box::new(SqlitePragmas { checkpoints }));
+            // A SQLite connection is a file handle, never broken by a server going away: no
+            // `SELECT 1` before each use (PostgreSQL keeps it, to drop connections a restart cut).
+            builder =
+                builder.connection_customizer(Box::new(SqlitePragmas { checkpoints })).test_on_check_out(false);
         }
         let pool = builder.build(manager).context("cannot connect to the database")?;
         let sqlite_path =
