@@ -273,8 +273,7 @@ impl Store {
         if backend == Backend::Sqlite {
             // A SQLite connection is a file handle, never broken by a server going away: no
             // `SELECT 1` before each use (PostgreSQL keeps it, to drop connections a restart cut).
-            builder =
-                builder.connection_customizer(Box::new(SqlitePragmas { checkpoints })).test_on_check_out(false);
+            builder = builder.connection_customizer(Box::new(SqlitePragmas { checkpoints })).test_on_check_out(false);
         }
         let pool = builder.build(manager).context("cannot connect to the database")?;
         let sqlite_path =

@@ -346,7 +346,11 @@ pub async fn send_due(app: &App, transport: &Arc<Transport>, shutdown: &mut Shut
 
 /// Gives a claimed row its mail's bytes (`notify::pending`). A database error is the round's
 /// problem (the row is tried again once its claim expires); a mail that cannot be composed fails alone.
-fn compose(store: &Store, renderer: &Renderer, mut row: OutboxRow) -> anyhow::Result<(OutboxRow, Result<(), CannotCompose>)> {
+fn compose(
+    store: &Store,
+    renderer: &Renderer,
+    mut row: OutboxRow,
+) -> anyhow::Result<(OutboxRow, Result<(), CannotCompose>)> {
     let composed = pending::mail_of(&mut pending::files_of(store), renderer, &row)?.map(|bytes| row.data = bytes);
     Ok((row, composed))
 }

@@ -94,7 +94,10 @@ fn main() -> anyhow::Result<()> {
     let o = options()?;
     // The server's log on stderr when asked (`RUST_LOG=guichet::sql=trace`: every statement).
     if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
     if o.reseed {
         let _ = std::fs::remove_file(&o.db);

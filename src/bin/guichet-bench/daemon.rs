@@ -214,7 +214,8 @@ pub(crate) fn mean_mail_bytes(c: &mut AnyConnection) -> anyhow::Result<f64> {
     let renderer = guichet::notify::render::Renderer::new(None)?;
     let mut total = 0;
     for row in &rows {
-        let mail = guichet::notify::pending::mail_of(&mut |sha| guichet::store::messages::blob_data(c, sha), &renderer, row)?;
+        let mail =
+            guichet::notify::pending::mail_of(&mut |sha| guichet::store::messages::blob_data(c, sha), &renderer, row)?;
         total += mail.map_err(|e| anyhow::anyhow!("cannot compose notification {}: {}", row.id, e.0))?.len();
     }
     Ok(if rows.is_empty() { 0.0 } else { total as f64 / rows.len() as f64 })

@@ -50,7 +50,6 @@ pub(crate) struct Blob {
     pub raw_end: Option<i64>,
 }
 
-
 /// Raw mails are inserted once this many bytes are held (memory stays bounded; a batch is up to
 /// 32 MB of mail).
 const RAW_BYTES: usize = 8 << 20;
@@ -308,9 +307,10 @@ pub(crate) fn automatic_since(conn: &mut super::Conn, recipient: &str, since: i6
             n
         }
     };
-    let held =
-        with(|r| r.outbox.iter().filter(|o| o.automatic && o.recipient == recipient && o.created_at >= since).count() as i64)
-            .unwrap_or(0);
+    let held = with(|r| {
+        r.outbox.iter().filter(|o| o.automatic && o.recipient == recipient && o.created_at >= since).count() as i64
+    })
+    .unwrap_or(0);
     Ok(Some(in_db + held))
 }
 
