@@ -301,3 +301,44 @@ pub fn failures_of_ticket(conn: &mut Conn, number: i64) -> anyhow::Result<Vec<(S
         .select((outbox::recipient, outbox::event, outbox::last_error))
         .load(conn)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn queue_at(store: &Store, message_id: &str, at: i64) {
+        let queued = Queued {
+            ticket_number: None,
+            event: "ack",
+            recipient: "marie@customer.example",
+            envelope_from: "support@example.com",
+            message_id,
+            automatic: true,
+            at,
+            spec: "{}",
+        };
+        store.write(|c| queue(c, &queued)).unwrap();
+    }
+
+    #[test]
+    fn the_idle_probe_sees_due_unclaimed_mail_only_and_a_round_is_marked_sent_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(&format!("sqlite://{}", dir.path().join("g.db").display()), 2).unwrap();
+        let due = |now| store.read(|c| any_due(c, now)).unwrap();
+        assert!(!due(1_000), "an empty outbox");
+        queue_at(&store, "<later@example.com>", 2_000);
+        assert!(!due(1_000), "queued for later");
+        assert!(due(2_000), "due now");
+        let claimed = store.write(|c| claim_due(c, 2_000, 10, 60)).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(!due(2_000), "claimed by a sender");
+        queue_at(&store, "<second@example.com>", 2_000);
+        let second = store.write(|c| claim_due(c, 2_000, 10, 60)).unwrap();
+        let ids = [claimed[0].id, second[0].id];
+        store.write(|c| mark_sent(c, &ids, 2_001)).unwrap();
+        let status = store.read(|c| status(c, 2_100)).unwrap();
+        assert_eq!((status.sent, status.pending), (2, 0), "{status:?}");
+        assert!(!due(5_000), "sent mail is never due again");
+    }
+}
