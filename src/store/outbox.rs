@@ -22,7 +22,7 @@ pub struct Queued<'a> {
 }
 
 pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
-    let row = NewOutboxRow {
+    let row = OutboxRow {
         id: next_id(conn, "outbox")?,
         ticket_number: queued.ticket_number,
         event: queued.event.to_string(),
@@ -30,11 +30,16 @@ pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
         envelope_from: queued.envelope_from.to_string(),
         message_id: queued.message_id.to_string(),
         automatic: queued.automatic,
+        // Composed from `spec` by the sender when it sends it.
         data: Vec::new(),
-        spec: queued.spec.to_string(),
-        state: "pending",
+        state: "pending".to_string(),
+        attempts: 0,
         next_attempt_at: queued.at,
+        locked_until: 0,
+        last_error: None,
         created_at: queued.at,
+        sent_at: None,
+        spec: Some(queued.spec.to_string()),
     };
     // In a PostgreSQL ingest batch the row is held and inserted with the batch's others.
     if let Some(row) = pg_batch::hold_outbox(row) {
@@ -43,26 +48,8 @@ pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A queued notification as it is written, by `queue` or with a batch's others.
-#[derive(Insertable, Debug)]
-#[diesel(table_name = outbox)]
-pub(crate) struct NewOutboxRow {
-    pub id: i64,
-    pub ticket_number: Option<i64>,
-    pub event: String,
-    pub recipient: String,
-    pub envelope_from: String,
-    pub message_id: String,
-    pub automatic: bool,
-    /// Empty: the sender composes the mail from `spec` when it sends it.
-    pub data: Vec<u8>,
-    pub spec: String,
-    pub state: &'static str,
-    pub next_attempt_at: i64,
-    pub created_at: i64,
-}
-
-#[derive(Queryable, Selectable, Clone, Debug)]
+/// A notification's row, as read and as written (by `queue`, or with a PostgreSQL batch's others).
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = outbox)]
 pub struct OutboxRow {
     pub id: i64,
@@ -85,8 +72,6 @@ pub struct OutboxRow {
     pub spec: Option<String>,
 }
 
-/// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
-/// UPDATE, so concurrent senders (threads or daemons) never claim the same row.
 /// Whether any notification is due and unclaimed: one read of the `outbox_due` index, for the
 /// idle sender's probe.
 pub fn any_due(conn: &mut Conn, now: i64) -> anyhow::Result<bool> {
@@ -97,6 +82,8 @@ pub fn any_due(conn: &mut Conn, now: i64) -> anyhow::Result<bool> {
     Ok(diesel::select(diesel::dsl::exists(due)).get_result(conn)?)
 }
 
+/// Claims up to `limit` due notifications for `lease` seconds. Each claim is a conditional
+/// UPDATE, so concurrent senders (threads or daemons) never claim the same row.
 pub fn claim_due(conn: &mut Conn, now: i64, limit: i64, lease: i64) -> anyhow::Result<Vec<OutboxRow>> {
     #[cfg(feature = "postgres")]
     if let super::AnyConnection::Postgresql(pg) = conn {

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::held;
 use super::messages::{AttachmentRow, MessageRow};
-use super::outbox::NewOutboxRow;
+use super::outbox::OutboxRow;
 
 mod sql;
 use sql::*;
@@ -79,7 +79,7 @@ pub(crate) struct Rows {
     /// Thread ids looked up in the database: the ticket, or none.
     threads_db: HashMap<String, Option<i64>>,
     words: Vec<(i64, String)>,
-    outbox: Vec<NewOutboxRow>,
+    outbox: Vec<OutboxRow>,
     /// Addresses looked up in `undeliverable`: until when, or not there.
     undeliverable: HashMap<String, Option<i64>>,
     /// Automatic mails in the database per (recipient, since).
@@ -254,7 +254,7 @@ pub(crate) fn hold_words(id: i64, text: String) -> Option<String> {
 }
 
 /// Holds a notification row; gives it back when rows are not held (the caller inserts it).
-pub(crate) fn hold_outbox(row: NewOutboxRow) -> Option<NewOutboxRow> {
+pub(crate) fn hold_outbox(row: OutboxRow) -> Option<OutboxRow> {
     let mut row = Some(row);
     with(|r| r.outbox.extend(row.take()));
     row
