@@ -130,9 +130,13 @@ fn the_migration_turns_the_old_prose_into_facts() {
     let dir = tempfile::tempdir().unwrap();
     let database = common::guichet::TestDatabase::new(dir.path());
     let store = Store::open_and_migrate(&database.url, 2).unwrap();
-    // Back to the schema before facts, with a ticket and its history as prose.
-    let reverted = store.revert_last_migration().unwrap();
-    assert_eq!(reverted, "20261207400000", "the newest migration is the one under test");
+    // Back to the schema before facts (reverting any later migration first), with a ticket and
+    // its history as prose.
+    let mut reverted = Vec::new();
+    while reverted.last().map(String::as_str) != Some("20261207400000") {
+        assert!(reverted.len() < 5, "the facts' migration is not among the newest: {reverted:?}");
+        reverted.push(store.revert_last_migration().unwrap());
+    }
     let mut sql = String::from(
         "INSERT INTO tickets (number, subject, status, priority, requester, unverified, created_at, updated_at) \
          VALUES (1, 'Imprimante', 'open', 'normal', 'marie@example.org', FALSE, 0, 0);\n",
@@ -148,7 +152,7 @@ fn the_migration_turns_the_old_prose_into_facts() {
     store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
 
     let applied = store.migrate().unwrap();
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied.len(), reverted.len(), "{applied:?}");
 
     let ticket = store.read(|c| ticket_with_messages(c, 1, &Audience::Staff, "en")).unwrap().unwrap();
     let messages = ticket.messages.unwrap();

@@ -57,6 +57,8 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<AnyConnection>>,
+    /// SQLite: the connections of [`Store::browse`] (`MMAP_BROWSING`).
+    browse_pool: Option<Pool<ConnectionManager<AnyConnection>>>,
     backend: Backend,
     sqlite_path: Option<std::path::PathBuf>,
     /// Set with background checkpoints: the checkpointer stops when the last clone is gone.
@@ -79,7 +81,19 @@ pub enum Checkpoints {
 #[derive(Debug)]
 struct SqlitePragmas {
     checkpoints: Checkpoints,
+    /// `mmap_size`: [`MMAP_BOUNDED`], or [`MMAP_BROWSING`] for the pool of [`Store::browse`].
+    mmap_bytes: u64,
 }
+
+/// The mapping of the daemon's connections: every mapped page read counts in its resident memory
+/// (SPEC §11: ≤ 150 MB during a drain), and a drain or the sender reading mail bodies touched
+/// hundreds of MB of them ("Ingest", fifth and sixth rounds).
+const MMAP_BOUNDED: u64 = 64 << 20;
+/// The mapping of the connections that serve people browsing: a search on a large database reads
+/// thousands of pages, each a system call beyond the mapping (7 instead of 3 ms of CPU for a rare
+/// word at 1M messages: BENCHMARKS.md, "Issues 17 and 18 re-measured"). Pages of the file, shared
+/// with the OS cache, that the kernel reclaims under pressure.
+const MMAP_BROWSING: u64 = 1 << 30;
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
@@ -89,16 +103,14 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
         // of mail) instead of spilling them to the WAL mid-transaction, which, under the per-mail
         // savepoints, also copies every spilled page into a statement journal (measured: the
         // mail's bytes written three times and read back once more; see BENCHMARKS.md).
-        // mmap_size: reads go through the OS page cache without a system call per page (the web
-        // view's searches touch thousands of pages; measured in BENCHMARKS.md, "Web view"). Bounded
-        // to 64 MiB (was 1 GiB): every mapped page read counts in the daemon's resident memory
-        // (SPEC §11: ≤ 150 MB during a drain), and a drain or the sender reading mail bodies
-        // touched hundreds of MB of them ("Ingest", fifth and sixth rounds).
+        // mmap_size: reads go through the OS page cache without a system call per page, up to
+        // a bound (MMAP_BOUNDED, MMAP_BROWSING).
         // page_size (new databases only): a 1 MB attachment is 64 pages of 16 KiB rather than
         // 256 of 4 KiB, as many log frames and copies fewer ("Ingest", fifth round).
-        conn.batch_execute(
-            "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = 67108864;",
-        )
+        conn.batch_execute(&format!(
+            "PRAGMA page_size = 16384; PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_spill = OFF; PRAGMA mmap_size = {};",
+            self.mmap_bytes
+        ))
         .map_err(diesel::r2d2::Error::QueryError)?;
         if self.checkpoints == Checkpoints::Background {
             conn.batch_execute("PRAGMA wal_autocheckpoint = 0;").map_err(diesel::r2d2::Error::QueryError)?;
@@ -261,21 +273,32 @@ impl Store {
         } else {
             anyhow::bail!("database.url must start with sqlite:// or postgres://");
         };
-        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
         // No idle minimum: r2d2 opens connections on its own worker threads, and with one it
         // opens a replacement in the background as soon as a connection is taken. A command
         // that had finished its work then exited while that thread was in libpq's TLS handshake
         // with PostgreSQL, and OpenSSL's exit handlers freed what the handshake used: SIGSEGV
         // at exit, 2 % of `guichet ticket N` runs (issue 17). Connections are now opened only
         // when asked for, and the one asked for is complete before `get` returns.
-        let mut builder =
-            Pool::builder().max_size(pool_size.max(2)).min_idle(Some(0)).connection_timeout(Duration::from_secs(30));
-        if backend == Backend::Sqlite {
-            // A SQLite connection is a file handle, never broken by a server going away: no
-            // `SELECT 1` before each use (PostgreSQL keeps it, to drop connections a restart cut).
-            builder = builder.connection_customizer(Box::new(SqlitePragmas { checkpoints })).test_on_check_out(false);
-        }
-        let pool = builder.build(manager).context("cannot connect to the database")?;
+        let builder =
+            || Pool::builder().max_size(pool_size.max(2)).min_idle(Some(0)).connection_timeout(Duration::from_secs(30));
+        // A SQLite connection is a file handle, never broken by a server going away: no `SELECT 1`
+        // before each use (PostgreSQL keeps it, to drop connections a restart cut).
+        let sqlite_pool = |mmap_bytes| {
+            builder()
+                .connection_customizer(Box::new(SqlitePragmas { checkpoints, mmap_bytes }))
+                .test_on_check_out(false)
+                .build(ConnectionManager::<AnyConnection>::new(conn_url.clone()))
+                .context("cannot open the database")
+        };
+        let (pool, browse_pool) = match backend {
+            Backend::Sqlite => (sqlite_pool(MMAP_BOUNDED)?, Some(sqlite_pool(MMAP_BROWSING)?)),
+            Backend::Postgres => (
+                builder()
+                    .build(ConnectionManager::<AnyConnection>::new(conn_url.clone()))
+                    .context("cannot connect to the database")?,
+                None,
+            ),
+        };
         let sqlite_path =
             (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(url.trim_start_matches("sqlite://")));
         let mut checkpointer = None;
@@ -284,7 +307,7 @@ impl Store {
             spawn_checkpointer(path.clone(), turns.clone())?;
             checkpointer = Some(std::sync::Arc::new(CheckpointerHandle(turns)));
         }
-        Ok(Store { pool, backend, sqlite_path, checkpointer, committed: Default::default() })
+        Ok(Store { pool, browse_pool, backend, sqlite_path, checkpointer, committed: Default::default() })
     }
 
     /// Opens and applies pending migrations.
@@ -373,6 +396,16 @@ impl Store {
     /// Runs `f` with a connection (reads; no transaction).
     pub fn read<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` with a connection for people browsing — the web view's lists, searches and
+    /// tickets, `/api` — (reads; no transaction): on SQLite one that maps up to 1 GiB of the
+    /// file, so large searches read pages without a system call each; the daemon's own work keeps
+    /// its bounded mapping.
+    pub fn browse<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let Some(pool) = &self.browse_pool else { return self.read(f) };
+        let mut conn = pool.get().context("no database connection available")?;
         f(&mut conn)
     }
 

@@ -27,7 +27,7 @@ pub async fn list(State(app): State<App>, viewer: Viewer, RawQuery(query): RawQu
     let criteria = Criteria::parse(query.as_deref().unwrap_or(""));
     let (total, rows) = list::fetch(&app, &viewer, &criteria, true).await?;
     let numbers: Vec<i64> = rows.iter().map(|r| r.ticket.number).collect();
-    let watchers = app.store.run(move |s| s.read(|c| tickets::watchers_of_many(c, &numbers))).await?;
+    let watchers = app.store.run(move |s| s.browse(|c| tickets::watchers_of_many(c, &numbers))).await?;
     let tickets: Vec<TicketJson> = rows
         .into_iter()
         .map(|r| {
@@ -50,7 +50,7 @@ pub async fn ticket(State(app): State<App>, viewer: Viewer, Path(n): Path<String
     let found = app
         .store
         .run(move |s| {
-            s.read(|c| {
+            s.browse(|c| {
                 let Some(row) = visible_ticket(c, &v, n)? else { return Ok(None) };
                 let Some(mut json) = views::ticket_with_messages(c, n, &v.audience, v.lang.code())? else {
                     return Ok(None);

@@ -28,7 +28,7 @@ pub async fn fetch(
     let list = criteria.to_list(viewer.address.as_str(), paged);
     let email = viewer.address.as_str().to_string();
     let audience = viewer.audience.clone();
-    Ok(app.store.run(move |s| s.read(|c| listing::list_tickets(c, &email, &audience, &list))).await?)
+    Ok(app.store.run(move |s| s.browse(|c| listing::list_tickets(c, &email, &audience, &list))).await?)
 }
 
 /// `GET /`

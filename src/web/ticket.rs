@@ -113,9 +113,9 @@ async fn render(
     let loaded = app
         .store
         .run(move |s| {
-            let loaded = s.read(|c| load(c, &v, n))?;
+            let loaded = s.browse(|c| load(c, &v, n))?;
             if let Some(l) = &loaded
-                && s.read(|c| reads::is_unread(c, v.address.as_str(), &l.ticket))?
+                && s.browse(|c| reads::is_unread(c, v.address.as_str(), &l.ticket))?
             {
                 s.write(|c| reads::mark_read(c, v.address.as_str(), &l.ticket, store::now()))?;
             }
