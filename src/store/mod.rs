@@ -467,12 +467,12 @@ fn count_statements() {
     });
 }
 
-/// A statement's first 300 characters (its binds can be megabytes of mail).
+/// A statement's first 1,000 characters (its binds can be megabytes of mail).
 fn sql_head(query: &dyn std::fmt::Display) -> String {
     struct Head(String);
     impl std::fmt::Write for Head {
         fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let room = 300usize.saturating_sub(self.0.len());
+            let room = 1000usize.saturating_sub(self.0.len());
             self.0.extend(s.chars().take(room));
             if s.len() > room { Err(std::fmt::Error) } else { Ok(()) }
         }
