@@ -236,6 +236,41 @@ fn metrics_show_each_mailbox_its_errors_the_quarantine_and_the_outbox_age() {
     assert!(body.contains("guichet_outbox_oldest_pending_age_seconds"), "{body}");
 }
 
+/// The daemon's statements so far, from its /metrics.
+fn statements_of(metrics_port: u16) -> Option<f64> {
+    let (_, body) = try_http_get(metrics_port, "/metrics")?;
+    body.lines().find_map(|l| l.strip_prefix("guichet_db_statements_total ")).and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn an_idle_daemon_sends_almost_no_statement_and_still_answers_the_next_mail() {
+    let stack = MailStack::start();
+    let cfg = Config::new(&stack, "", "");
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let _daemon = cfg.start_with(&[("GUICHET__WEB__METRICS_LISTEN", listen.as_str())]);
+    wait_for(WAIT, "the mailbox read once", || {
+        let (_, body) = try_http_get(metrics_port, "/metrics")?;
+        body.contains(r#"guichet_mailbox_last_success_timestamp_seconds{mailbox="support"}"#).then_some(())
+    });
+
+    // Nothing to do: the sender's probe (10 reads a second), the mailbox's IDLE, the watchdog.
+    // Its own claims once woke the sender again at once: ~70,000 statements a second.
+    let before = statements_of(metrics_port).expect("statements on /metrics");
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = statements_of(metrics_port).unwrap() - before;
+    assert!(idle < 200.0, "{idle} statements in 2 s of idling");
+
+    // Idling did not put it to sleep: a customer's mail is acknowledged.
+    let customer = "marie@customer.example";
+    let raw = mail(customer, "Après la pause", "idle1@customer.example", "", "Bonjour, une question.");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(stack.smtp_send(customer, &[HELPDESK], &raw)).expect("Postfix accepts the mail");
+    let ack = rt.block_on(stack.wait_for_messages(customer, "INBOX", 1, WAIT)).remove(0);
+    let parsed = mail_parser::MessageParser::default().parse(&ack).unwrap();
+    assert!(parsed.subject().unwrap_or_default().contains("Après la pause"), "{:?}", parsed.subject());
+}
+
 #[test]
 fn backup_writes_a_copy_that_opens_with_the_tickets_while_the_daemon_runs() {
     let stack = MailStack::start();

@@ -371,6 +371,7 @@ impl Store {
 
     /// Runs `f` in one write transaction (IMMEDIATE on SQLite); commits when it returns Ok.
     pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        QUEUED_MAIL.set(false);
         let mut conn = self.conn()?;
         let result = match &self.checkpointer {
             None => write_tx(&mut conn, f),
@@ -381,15 +382,22 @@ impl Store {
                 result
             }
         };
-        if result.is_ok() {
+        // Only a commit that queued mail wakes the sender: its own claims and records, which
+        // are commits too, woke it at once and an idle daemon claimed nothing in a busy loop.
+        if result.is_ok() && QUEUED_MAIL.take() {
             self.committed.notify_one();
         }
         result
     }
 
-    /// Resolves after the next commit of this process (or at once if one came since the last
-    /// call): what the outbox sender waits on between rounds.
-    pub async fn next_commit(&self) {
+    /// Notes that the write transaction of this thread queued mail (`outbox::queue`).
+    pub(crate) fn note_queued_mail() {
+        QUEUED_MAIL.set(true);
+    }
+
+    /// Resolves after the next commit of this process that queued mail (or at once if one came
+    /// since the last call): what the outbox sender waits on between rounds.
+    pub async fn mail_queued(&self) {
         self.committed.notified().await
     }
 
@@ -440,6 +448,8 @@ static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 thread_local! {
     static THREAD_STATEMENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Whether the write transaction running on this thread queued a notification.
+    static QUEUED_MAIL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Counts every statement sent to the database (diesel's instrumentation: each query and each

@@ -41,6 +41,7 @@ pub fn queue(conn: &mut Conn, queued: &Queued) -> anyhow::Result<()> {
         sent_at: None,
         spec: Some(queued.spec.to_string()),
     };
+    super::Store::note_queued_mail();
     // In a PostgreSQL ingest batch the row is held and inserted with the batch's others.
     if let Some(row) = pg_batch::hold_outbox(row) {
         diesel::insert_into(outbox::table).values(&row).execute(conn)?;

@@ -265,7 +265,7 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
         if sent == 0 {
             loop {
                 tokio::select! {
-                    _ = app.store.next_commit() => break,
+                    _ = app.store.mail_queued() => break,
                     stop = shutdown.sleep(PROBE) => if stop { break 'rounds },
                 }
                 let now = store::now();
