@@ -464,7 +464,9 @@ pub fn list_tickets(
         }
         Ok(count.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
     };
-    let keep_off_index = sqlite && !audience.is_staff() && matches!(c.sort, SortKey::Updated | SortKey::Created);
+    // The same on PostgreSQL, which otherwise walked all 100,000 tickets newest first for a
+    // customer with one open ticket (38 ms; 3 ms from the status index and a sort).
+    let keep_off_index = !audience.is_staff() && matches!(c.sort, SortKey::Updated | SortKey::Created);
     let page = |counted: bool| {
         let mut page = SqlBuilder {
             sqlite,
@@ -481,8 +483,13 @@ pub fn list_tickets(
         reads_join(&mut page);
         list_filter(&mut page, audience, c, &keywords, walk_date_index);
         let dir = if c.descending { "DESC" } else { "ASC" };
-        let plus = if keep_off_index && !walked { "+" } else { "" };
-        page.push(&format!(" ORDER BY {plus}{} {dir}, t.number {dir}", c.sort.sql(sqlite)));
+        // An expression is sorted, not read from an index: `+x` for SQLite, `x + 0` for PostgreSQL.
+        let order = match (keep_off_index && !walked, sqlite) {
+            (false, _) => c.sort.sql(sqlite).to_string(),
+            (true, true) => format!("+{}", c.sort.sql(sqlite)),
+            (true, false) => format!("{} + 0", c.sort.sql(sqlite)),
+        };
+        page.push(&format!(" ORDER BY {order} {dir}, t.number {dir}"));
         if let Some(limit) = c.limit {
             page.push(" LIMIT ").param(Param::Int(limit)).push(" OFFSET ").param(Param::Int(c.offset.max(0)));
         }
