@@ -243,7 +243,7 @@ fn statements_of(metrics_port: u16) -> Option<f64> {
 }
 
 #[test]
-fn an_idle_daemon_sends_almost_no_statement_and_still_answers_the_next_mail() {
+fn an_idle_daemon_sends_almost_no_statement_and_still_answers_mail_stored_by_itself_or_by_guichet_ingest() {
     let stack = MailStack::start();
     let cfg = Config::new(&stack, "", "");
     let metrics_port = free_port();
@@ -269,6 +269,14 @@ fn an_idle_daemon_sends_almost_no_statement_and_still_answers_the_next_mail() {
     let ack = rt.block_on(stack.wait_for_messages(customer, "INBOX", 1, WAIT)).remove(0);
     let parsed = mail_parser::MessageParser::default().parse(&ack).unwrap();
     assert!(parsed.subject().unwrap_or_default().contains("Après la pause"), "{:?}", parsed.subject());
+
+    // Mail stored by another process (`guichet ingest`, as an MTA runs it) cannot wake the
+    // daemon's sender; its probe of the outbox finds the acknowledgement and sends it.
+    let other = "paul@customer.example";
+    ingest(&cfg, &mail(other, "Par le tuyau", "idle2@customer.example", "", "Bonjour, une autre question."));
+    let ack = rt.block_on(stack.wait_for_messages(other, "INBOX", 1, WAIT)).remove(0);
+    let parsed = mail_parser::MessageParser::default().parse(&ack).unwrap();
+    assert!(parsed.subject().unwrap_or_default().contains("Par le tuyau"), "{:?}", parsed.subject());
 }
 
 #[test]

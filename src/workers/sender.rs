@@ -44,6 +44,8 @@ const MAX_RECORD_DELAY: Duration = Duration::from_secs(30);
 /// How often an idle sender looks for mail queued by other processes (SPEC §11: a customer's
 /// acknowledgement leaves within a blink, also when `guichet ingest` stored the mail).
 const PROBE: Duration = Duration::from_millis(100);
+/// After a round that failed (the database refused the claim), the next one is this far away.
+const ROUND_RETRY: Duration = Duration::from_secs(1);
 
 pub enum Transport {
     Smtp(Box<SmtpPool>),
@@ -255,8 +257,12 @@ pub async fn run_sender(app: App, transport: Transport, mut shutdown: Shutdown) 
         let sent = match send_due(&app, &transport, &mut shutdown).await {
             Ok(n) => n,
             Err(e) => {
+                // The database is likely down: try again in a second, not at the next probe.
                 tracing::warn!(error = format!("{e:#}"), "outbox round failed");
-                0
+                if shutdown.sleep(ROUND_RETRY).await {
+                    break;
+                }
+                continue;
             }
         };
         // Idle: a commit of this process (a mail ingested, a link asked for) wakes it at once; a
