@@ -104,6 +104,7 @@ impl App {
                 // PostgreSQL: the batch's rows written a table at a time just before COMMIT, what
                 // it looks up asked at once (`store::pg_batch`); should the rows fail, the batch
                 // is written again, each mail in a savepoint.
+                let deciding = std::time::Instant::now();
                 let held = isolation == Isolation::Batch && store::pg_batch::begin(conn, mails.len());
                 if held {
                     inbound::prefetch(conn, desk, &prepared, now)?;
@@ -114,9 +115,15 @@ impl App {
                     .map(|(m, p)| inbound::ingest_prepared(conn, desk, m, p, source, mailing, now, isolation))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 also(conn, &outcomes)?;
+                let decide_ms = deciding.elapsed().as_secs_f64() * 1e3;
                 if held {
                     store::pg_batch::flush(conn).map_err(|e| e.context(inbound::MailFailed))?;
                 }
+                tracing::debug!(
+                    decide_ms,
+                    flush_ms = deciding.elapsed().as_secs_f64() * 1e3 - decide_ms,
+                    "batch decided and flushed"
+                );
                 Ok(outcomes)
             })
         };

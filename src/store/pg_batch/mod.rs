@@ -376,6 +376,15 @@ pub(crate) fn prefetch(
 /// and holds nothing more.
 pub(crate) fn flush(conn: &mut super::Conn) -> anyhow::Result<()> {
     let Some(rows) = held::take_rows() else { return Ok(()) };
+    let started = std::time::Instant::now();
     write_raws(conn, &rows.raws)?;
-    write_rest(conn, &rows)
+    let raws_ms = started.elapsed().as_secs_f64() * 1e3;
+    write_rest(conn, &rows)?;
+    tracing::debug!(
+        messages = rows.messages.len(),
+        raws_ms,
+        rest_ms = started.elapsed().as_secs_f64() * 1e3 - raws_ms,
+        "batch rows flushed"
+    );
+    Ok(())
 }

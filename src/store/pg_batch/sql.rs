@@ -53,6 +53,8 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
     use diesel::sql_types::{Array, BigInt, Text};
 
     let pg = pg(conn)?;
+    let started = std::time::Instant::now();
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
     for chunk in rows.messages.chunks(ROWS) {
         diesel::insert_into(crate::store::schema::messages::table).values(chunk).execute(pg)?;
     }
@@ -82,6 +84,8 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
             chunk.iter().map(|(mid, number)| (message_id.eq(mid.as_str()), ticket_number.eq(*number))).collect();
         diesel::insert_into(thread_ids).values(values).on_conflict_do_nothing().execute(pg)?;
     }
+    let before_words = std::time::Instant::now();
+    let small_ms = ms(started);
     if !rows.words.is_empty() {
         // The same expression as `search_index::insert`, over the batch's messages at once.
         let (ids, texts): (Vec<i64>, Vec<&str>) = rows.words.iter().map(|(id, t)| (*id, t.as_str())).unzip();
@@ -93,9 +97,12 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
         .bind::<Array<Text>, _>(texts)
         .execute(pg)?;
     }
+    let words_ms = ms(before_words);
+    let before_outbox = std::time::Instant::now();
     for chunk in rows.outbox.chunks(ROWS) {
         diesel::insert_into(crate::store::schema::outbox::table).values(chunk).execute(pg)?;
     }
+    tracing::debug!(small_ms, words_ms, outbox_ms = ms(before_outbox), "batch rows: messages…threads, words, outbox");
     Ok(())
 }
 
