@@ -382,7 +382,7 @@ fn seed(app: &TestApp) -> (i64, i64, i64) {
     app.ingest(mail(
         MARIE,
         &format!("Re: [Ticket #{printer}] Imprimante bloquée"),
-        "Le technicien parle de tambour photoconducteur.",
+        "Le technicien parle de tambour photoconducteur (pièce KX-200, voir jean-pierre@exemple.fr).",
     ));
     let vpn = app.ingest(mail(MARIE, "Accès VPN", "Je ne peux plus me connecter."));
     let old = app.ingest(mail(MARIE, "Vieux problème", "Réglé depuis."));
@@ -433,6 +433,10 @@ async fn the_list_filters_by_status_keyword_number_and_unread() {
     assert_eq!(numbers(&api("?q=PHOTOCONDUCTEUR,%20tambour").await), vec![printer]);
     assert_eq!(numbers(&api("?q=photoconducteur,vpn").await), Vec::<i64>::new());
     assert_eq!(numbers(&api("?q=acces&status=all").await), vec![vpn], "subjects are searched, without accents");
+    // An address or a part number is found whole or in parts, on both backends alike.
+    for q in ["jean-pierre%40exemple.fr", "Jean-Pierre", "exemple.fr", "kx-200", "KX%20200", "Pi%C3%88CE"] {
+        assert_eq!(numbers(&api(&format!("?q={q}")).await), vec![printer], "{q}");
+    }
     assert_eq!(numbers(&api(&format!("?number={vpn}")).await), vec![vpn]);
     assert_eq!(numbers(&api("?from=2000-01-01&to=2000-12-31&status=all").await), Vec::<i64>::new());
     let sorted = api("?sort=number&status=all").await;

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use super::search_index;
 use super::tickets::TicketRow;
 use super::visibility::{self, Audience};
 use super::{AnyConnection, Conn};
@@ -243,7 +244,7 @@ impl<T> PgQueryable for T {}
 /// through; all of them must appear. `None` when the keyword has no word.
 pub fn keyword_query(keyword: &str) -> Option<String> {
     let words: Vec<String> = keyword
-        .split(|c: char| !c.is_alphanumeric())
+        .split(|c: char| !search_index::is_word_char(c))
         .filter(|w| !w.is_empty())
         .take(16)
         .map(|w| format!("\"{w}\""))
@@ -268,9 +269,9 @@ fn matches_up_to(conn: &mut Conn, query: &str, limit: i64) -> anyhow::Result<i64
         b.push("SELECT COUNT(*) AS n FROM (SELECT rowid FROM message_search WHERE message_search MATCH ")
             .param(Param::Text(query.to_string()));
     } else {
-        b.push("SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
-            .param(Param::Text(query.replace('"', "")))
-            .push("))");
+        b.push("SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search s WHERE s.tsv @@ CAST(")
+            .param(Param::Text(search_index::tsquery(query)))
+            .push(" AS tsquery)");
     }
     b.push(" LIMIT ").param(Param::Int(limit)).push(") x");
     Ok(b.load::<CountRow>(conn)?.first().map_or(0, |r| r.n))
@@ -367,17 +368,17 @@ fn list_filter(
             (false, Matched::PerTicket) => {
                 b.push(" AND EXISTS (SELECT 1 FROM messages m JOIN message_search s ON s.message_id = m.id WHERE m.ticket_number = t.number")
                     .push(notes)
-                    .push(" AND s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
-                    .param(Param::Text(query.replace('"', "")))
-                    .push(")))");
+                    .push(" AND s.tsv @@ CAST(")
+                    .param(Param::Text(search_index::tsquery(query)))
+                    .push(" AS tsquery))");
             }
             // An array computed once (`ARRAY(…)`, an InitPlan): PostgreSQL then fetches those
             // tickets by number. As a semi-join it walked all 100,000 tickets newest first and
             // checked each for a rare word (21 s).
             (false, Matched::FromMatches) => {
-                b.push(" AND t.number = ANY(ARRAY(SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ plainto_tsquery('simple', unaccent_simple(")
-                    .param(Param::Text(query.replace('"', "")))
-                    .push(")))")
+                b.push(" AND t.number = ANY(ARRAY(SELECT m.ticket_number FROM messages m WHERE m.id IN (SELECT s.message_id FROM message_search s WHERE s.tsv @@ CAST(")
+                    .param(Param::Text(search_index::tsquery(query)))
+                    .push(" AS tsquery))")
                     .push(notes)
                     .push("))");
             }

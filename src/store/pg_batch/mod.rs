@@ -249,7 +249,7 @@ pub(crate) fn hold_thread_id(message_id: &str, number: i64) -> bool {
 /// Holds a message's words; gives them back when rows are not held.
 pub(crate) fn hold_words(id: i64, text: String) -> Option<String> {
     let mut text = Some(text);
-    with(|r| r.words.extend(text.take().map(|t| (id, t))));
+    with(|r| r.words.extend(text.take().map(|t| (id, super::search_index::lexemes(&t)))));
     text
 }
 

@@ -87,11 +87,12 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
     let before_words = std::time::Instant::now();
     let small_ms = ms(started);
     if !rows.words.is_empty() {
-        // The same expression as `search_index::insert`, over the batch's messages at once.
+        // The same expression as `search_index::insert`, over the batch's messages at once (their
+        // words made by `search_index::lexemes` when held).
         let (ids, texts): (Vec<i64>, Vec<&str>) = rows.words.iter().map(|(id, t)| (*id, t.as_str())).unzip();
         diesel::sql_query(
             "INSERT INTO message_search (message_id, tsv) \
-             SELECT id, to_tsvector('simple', unaccent_simple(t)) FROM unnest($1, $2) AS u(id, t)",
+             SELECT id, array_to_tsvector(string_to_array(w, ' ')) FROM unnest($1, $2) AS u(id, w)",
         )
         .bind::<Array<BigInt>, _>(ids)
         .bind::<Array<Text>, _>(texts)
