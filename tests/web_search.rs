@@ -40,8 +40,10 @@ fn seed(app: &guichet::app::App) -> Vec<i64> {
                         refers_to: None,
                         queue: "support@example.com",
                         at: now - 10_000,
+                        waiting_since: None,
                     },
-                )?;
+                )?
+                .number;
                 let only_in_note = i == 3 || i == 4;
                 let texts = [
                     (MessageKind::Customer, if i % 5 == 1 { "rien à voir" } else { "un mot commun ici" }),

@@ -51,8 +51,24 @@ pub struct Stored {
     pub files: Vec<(String, String, String)>,
 }
 
-/// Stores a message and its attachments; files over the limit are refused and recorded.
+/// Stores a message and its attachments (files over the limit are refused and recorded), and
+/// whom its ticket now waits on.
 pub fn store_message(
+    conn: &mut Conn,
+    desk: &Desk,
+    number: i64,
+    kind: MessageKind,
+    from: &EmailAddress,
+    msg: &Incoming,
+    at: i64,
+) -> anyhow::Result<Stored> {
+    let stored = store_message_only(conn, desk, number, kind, from, msg, at)?;
+    tickets::note_waiting(conn, number, kind, msg.auto, at)?;
+    Ok(stored)
+}
+
+/// [`store_message`] without the ticket's wait: a ticket opened by this message was written with it.
+fn store_message_only(
     conn: &mut Conn,
     desk: &Desk,
     number: i64,
@@ -93,7 +109,6 @@ pub fn store_message(
             event: None,
         },
     )?;
-    tickets::note_waiting(conn, number, kind, msg.auto, at)?;
     let mut files = Vec::new();
     for a in msg.attachments.iter().filter(|a| a.data.len() as u64 <= limit) {
         messages::insert_attachment(
@@ -155,7 +170,8 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     let lang = desk.lang();
     let company = desk.company_of(o.requester).map(|(name, _)| name);
     let subject = if o.subject.trim().is_empty() { catalog::word(lang, "no_subject") } else { o.subject };
-    let number = tickets::insert_ticket(
+    // Written with what its first message makes of it: no statement to update or read it back.
+    let ticket = tickets::insert_ticket(
         conn,
         &NewTicket {
             subject,
@@ -168,15 +184,17 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
             refers_to: o.refers_to,
             queue: o.queue.as_str(),
             at,
+            waiting_since: tickets::waits_on_staff(o.kind, o.message.auto).then_some(at),
         },
     )?;
+    let number = ticket.number;
     let mut watchers = Vec::new();
     for w in o.watchers.iter().filter(|w| *w != o.requester && !desk.is_ours(w) && !desk.is_staff(w)) {
         if tickets::add_watcher(conn, number, w.as_str())? {
             watchers.push(w.clone());
         }
     }
-    let stored = store_message(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
+    let stored = store_message_only(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
     if let Some(old) = o.refers_to {
         record_event(conn, desk, number, &o.actor.address, Event::FollowsUp { ticket: old }, at)?;
     }
@@ -187,7 +205,6 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
     if mailing == Mailing::Silent {
         return Ok(number);
     }
-    let ticket = tickets::get_ticket(conn, number)?.expect("just inserted");
     let body = o.message.text.clone();
     // One inbound mail, at most one automatic mail (SPEC §7): the acknowledgement, to the
     // requester only, naming any refused file. The people in Cc are watchers, mailed once a

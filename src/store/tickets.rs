@@ -53,29 +53,64 @@ pub struct NewTicket<'a> {
     pub refers_to: Option<i64>,
     pub queue: &'a str,
     pub at: i64,
+    /// What [`note_waiting`] would set after its first message: given here, the row is written
+    /// once.
+    pub waiting_since: Option<i64>,
 }
 
-pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<i64> {
-    let number = next_id(conn, "ticket")?;
-    diesel::insert_into(tickets::table)
-        .values((
-            tickets::number.eq(number),
-            tickets::subject.eq(t.subject),
-            tickets::status.eq(Status::New.as_str()),
-            tickets::priority.eq(t.priority.as_str()),
-            tickets::requester.eq(t.requester),
-            tickets::company.eq(t.company),
-            tickets::product.eq(t.product),
-            tickets::service.eq(t.service),
-            tickets::unverified.eq(t.unverified),
-            tickets::refers_to.eq(t.refers_to),
-            tickets::queue.eq(t.queue),
-            tickets::created_at.eq(t.at),
-            tickets::updated_at.eq(t.at),
-        ))
-        .execute(conn)?;
+/// Inserts a ticket and gives back its row as written (no statement to read it back). On
+/// PostgreSQL its number is taken from the sequence by the INSERT itself: one round trip.
+pub fn insert_ticket(conn: &mut Conn, t: &NewTicket) -> anyhow::Result<TicketRow> {
+    let status = Status::New.as_str();
+    let columns = (
+        tickets::subject.eq(t.subject),
+        tickets::status.eq(status),
+        tickets::priority.eq(t.priority.as_str()),
+        tickets::requester.eq(t.requester),
+        tickets::company.eq(t.company),
+        tickets::product.eq(t.product),
+        tickets::service.eq(t.service),
+        tickets::unverified.eq(t.unverified),
+        tickets::refers_to.eq(t.refers_to),
+        tickets::queue.eq(t.queue),
+        tickets::created_at.eq(t.at),
+        tickets::updated_at.eq(t.at),
+        tickets::waiting_since.eq(t.waiting_since),
+    );
+    let number = match conn {
+        #[cfg(feature = "postgres")]
+        super::AnyConnection::Postgresql(pg) => diesel::insert_into(tickets::table)
+            .values((
+                tickets::number.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>("nextval('guichet_id_ticket')")),
+                columns,
+            ))
+            .returning(tickets::number)
+            .get_result(pg)?,
+        _ => {
+            let number = next_id(conn, "ticket")?;
+            diesel::insert_into(tickets::table).values((tickets::number.eq(number), columns)).execute(conn)?;
+            number
+        }
+    };
     pg_batch::note_new_ticket(number);
-    Ok(number)
+    Ok(TicketRow {
+        number,
+        subject: t.subject.to_string(),
+        status: status.to_string(),
+        priority: t.priority.as_str().to_string(),
+        requester: t.requester.to_string(),
+        company: t.company.map(str::to_string),
+        product: t.product.map(str::to_string),
+        service: t.service.map(str::to_string),
+        unverified: t.unverified,
+        refers_to: t.refers_to,
+        created_at: t.at,
+        updated_at: t.at,
+        closed_at: None,
+        assignee: None,
+        queue: Some(t.queue.to_string()),
+        waiting_since: t.waiting_since,
+    })
 }
 
 pub fn get_ticket(conn: &mut Conn, number: i64) -> anyhow::Result<Option<TicketRow>> {
@@ -104,11 +139,16 @@ pub fn set_assignee(conn: &mut Conn, number: i64, assignee: Option<&str>, at: i6
     Ok(())
 }
 
+/// Whether a message of `kind` makes its ticket wait on staff: a person's customer message.
+pub fn waits_on_staff(kind: MessageKind, auto: bool) -> bool {
+    kind == MessageKind::Customer && !auto
+}
+
 /// Who the ticket waits on after a message of `kind`: a person's customer message makes it wait on
 /// staff (since the oldest unanswered one); a staff answer ends the wait.
 pub fn note_waiting(conn: &mut Conn, number: i64, kind: MessageKind, auto: bool, at: i64) -> anyhow::Result<()> {
     match kind {
-        MessageKind::Customer if !auto => {
+        _ if waits_on_staff(kind, auto) => {
             diesel::update(tickets::table.find(number).filter(tickets::waiting_since.is_null()))
                 .set(tickets::waiting_since.eq(Some(at)))
                 .execute(conn)?;

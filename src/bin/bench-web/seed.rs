@@ -137,8 +137,10 @@ pub(crate) fn seed(app: &App, o: &Options) -> anyhow::Result<()> {
                         refers_to: None,
                         queue: "support@example.com",
                         at: created,
+                        waiting_since: None,
                     },
-                )?;
+                )?
+                .number;
                 let mut at = created;
                 for i in 0..o.messages_per_ticket {
                     at += r.random_range(60..86_400);
