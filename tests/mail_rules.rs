@@ -487,7 +487,7 @@ fn a_notification_that_cannot_be_rendered_fails_alone_and_the_mail_that_caused_i
 
     // The sender (file transport) sends what it can compose.
     let sent = tempfile::tempdir().unwrap();
-    let transport = std::sync::Arc::new(guichet::workers::sender::Transport::File(sent.path().to_path_buf()));
+    let transport = std::sync::Arc::new(guichet::workers::sender::Transport::file(sent.path().to_path_buf()));
     let (_stop, mut shutdown) = guichet::app::Shutdown::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     while runtime.block_on(guichet::workers::sender::send_due(&d.app, &transport, &mut shutdown)).unwrap() > 0 {}

@@ -49,7 +49,13 @@ const ROUND_RETRY: Duration = Duration::from_secs(1);
 
 pub enum Transport {
     Smtp(Box<SmtpPool>),
-    File(PathBuf),
+    /// Each mail a file of `dir`, written one at a time: concurrent writers creating files in
+    /// one directory spin on its lock (a third of the daemon's CPU during a drain with two
+    /// mailboxes: BENCHMARKS.md, "Ingest", tenth round), and one writer does ~10,000 a second.
+    File {
+        dir: PathBuf,
+        one_at_a_time: tokio::sync::Mutex<()>,
+    },
 }
 
 /// lettre's pooled SMTP transport, replaced as a whole when an attempt is abandoned at its
@@ -73,11 +79,16 @@ enum Attempt {
 }
 
 impl Transport {
+    /// Mail written as files of `dir` (which exists).
+    pub fn file(dir: PathBuf) -> Transport {
+        Transport::File { dir, one_at_a_time: Default::default() }
+    }
+
     pub fn from_settings(smtp: &Smtp, store: &Store) -> anyhow::Result<Transport> {
         if smtp.transport == SmtpTransport::File {
             let dir = smtp.dir.clone().context("smtp.dir is required with transport = \"file\"")?;
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            return Ok(Transport::File(dir));
+            return Ok(Transport::file(dir));
         }
         let transport = smtp_transport(smtp, None)?;
         let tokens = smtp.oauth.clone().map(|config| TokenSource::new(config, store.clone())).transpose()?;
@@ -90,9 +101,10 @@ impl Transport {
 
     async fn send(&self, row: &OutboxRow) -> Attempt {
         match self {
-            Transport::File(dir) => {
+            Transport::File { dir, one_at_a_time } => {
                 let name = format!("{:06}-{}.eml", row.id, row.event);
                 let tmp = dir.join(format!(".{name}.tmp"));
+                let _turn = one_at_a_time.lock().await;
                 let result = async {
                     tokio::fs::write(&tmp, &row.data).await?;
                     tokio::fs::rename(&tmp, dir.join(&name)).await

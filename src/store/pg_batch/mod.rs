@@ -192,7 +192,11 @@ pub(crate) fn hold_raw(conn: &mut super::Conn, raw: Raw) -> anyhow::Result<bool>
             .unwrap_or_default();
             let started = std::time::Instant::now();
             write_raws(conn, &raws)?;
-            tracing::debug!(count = raws.len(), ms = started.elapsed().as_secs_f64() * 1e3, "raw mails written before the flush");
+            tracing::debug!(
+                count = raws.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "raw mails written before the flush"
+            );
             Ok(true)
         }
     }
