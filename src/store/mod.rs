@@ -18,6 +18,7 @@ pub mod messages;
 pub mod oauth_tokens;
 pub mod outbox;
 pub(crate) mod pg_batch;
+mod pg_url;
 pub mod raw;
 pub mod reads;
 pub mod schema;
@@ -144,7 +145,7 @@ impl Store {
             if !cfg!(feature = "postgres") {
                 anyhow::bail!("database.url is PostgreSQL but this guichet was built without the `postgres` feature");
             }
-            (url.to_string(), Backend::Postgres)
+            (pg_url::connection_url(url), Backend::Postgres)
         } else {
             anyhow::bail!("database.url must start with sqlite:// or postgres://");
         };

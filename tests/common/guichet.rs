@@ -49,6 +49,13 @@ impl Drop for TestDatabase {
     }
 }
 
+/// What `psql` prints (tuples only, unaligned) for `sql` on the database `url`.
+pub fn psql_output(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").arg(url).args(["-v", "ON_ERROR_STOP=1", "-tAc", sql]).output().expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn psql(server: &str, sql: &str) {
     let out = Command::new("psql")
         .arg(format!("{}/postgres", server.trim_end_matches('/')))
