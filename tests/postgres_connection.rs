@@ -1,6 +1,8 @@
 //! How guichet connects to PostgreSQL (GUICHET_TEST_POSTGRES; on SQLite there is no connection to
 //! check and the test says so): a server on this machine is reached without TLS unless the URL
 //! asks for it (`store::pg_url`: TLS over loopback protects nothing and halved the ingest's pace).
+//! Built with the `postgres` feature only.
+#![cfg(feature = "postgres")]
 
 #[allow(dead_code)]
 mod common;
