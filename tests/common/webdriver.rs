@@ -52,7 +52,8 @@ impl Driver {
             .spawn()
             .expect("chromedriver starts");
         let driver = Driver { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on 2 busy cores (a build beside the tests) its start took over 20 s once.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await
                 && let Ok(v) = r.json::<Value>().await
