@@ -51,24 +51,10 @@ pub struct Stored {
     pub files: Vec<(String, String, String)>,
 }
 
-/// Stores a message and its attachments (files over the limit are refused and recorded), and
-/// whom its ticket now waits on.
+/// Stores a message and its attachments; files over the limit are refused and recorded. Whom
+/// its ticket then waits on is the caller's to note (`tickets::note_waiting`: a reply; a new
+/// ticket is written with it).
 pub fn store_message(
-    conn: &mut Conn,
-    desk: &Desk,
-    number: i64,
-    kind: MessageKind,
-    from: &EmailAddress,
-    msg: &Incoming,
-    at: i64,
-) -> anyhow::Result<Stored> {
-    let stored = store_message_only(conn, desk, number, kind, from, msg, at)?;
-    tickets::note_waiting(conn, number, kind, msg.auto, at)?;
-    Ok(stored)
-}
-
-/// [`store_message`] without the ticket's wait: a ticket opened by this message was written with it.
-fn store_message_only(
     conn: &mut Conn,
     desk: &Desk,
     number: i64,
@@ -194,7 +180,7 @@ pub fn open_ticket(conn: &mut Conn, desk: &Desk, o: &OpenTicket, mailing: Mailin
             watchers.push(w.clone());
         }
     }
-    let stored = store_message_only(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
+    let stored = store_message(conn, desk, number, o.kind, &o.actor.address, o.message, at)?;
     if let Some(old) = o.refers_to {
         record_event(conn, desk, number, &o.actor.address, Event::FollowsUp { ticket: old }, at)?;
     }
@@ -275,6 +261,7 @@ pub fn customer_reply(
 ) -> anyhow::Result<()> {
     let number = ticket.number;
     let stored = store_message(conn, desk, number, MessageKind::Customer, &actor.address, msg, at)?;
+    tickets::note_waiting(conn, number, MessageKind::Customer, msg.auto, at)?;
     for w in new_watchers.iter().filter(|w| !desk.is_ours(w) && !desk.is_staff(w) && w.as_str() != ticket.requester) {
         if tickets::add_watcher(conn, number, w.as_str())? {
             record_event(conn, desk, number, &actor.address, Event::WatcherAdded { address: w.to_string() }, at)?;
@@ -329,7 +316,9 @@ pub fn staff_reply(
     let has_text = !msg.text.trim().is_empty() || !msg.attachments.is_empty();
     let kind = if as_note { MessageKind::Note } else { MessageKind::Staff };
     let stored = if has_text || as_note {
-        Some(store_message(conn, desk, number, kind, &actor.address, msg, at)?)
+        let stored = store_message(conn, desk, number, kind, &actor.address, msg, at)?;
+        tickets::note_waiting(conn, number, kind, msg.auto, at)?;
+        Some(stored)
     } else {
         None
     };

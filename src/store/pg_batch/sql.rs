@@ -89,13 +89,13 @@ pub(super) fn write_rest(conn: &mut crate::store::Conn, rows: &Rows) -> anyhow::
     if !rows.words.is_empty() {
         // The same expression as `search_index::insert`, over the batch's messages at once (their
         // words made by `search_index::lexemes` when held).
-        let (ids, texts): (Vec<i64>, Vec<&str>) = rows.words.iter().map(|(id, t)| (*id, t.as_str())).unzip();
+        let (ids, words): (Vec<i64>, Vec<&str>) = rows.words.iter().map(|(id, w)| (*id, w.as_str())).unzip();
         diesel::sql_query(
             "INSERT INTO message_search (message_id, tsv) \
              SELECT id, array_to_tsvector(string_to_array(w, ' ')) FROM unnest($1, $2) AS u(id, w)",
         )
         .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<Text>, _>(texts)
+        .bind::<Array<Text>, _>(words)
         .execute(pg)?;
     }
     let words_ms = ms(before_words);
