@@ -4,8 +4,9 @@
 //! (`store::held`). On PostgreSQL the words are made here ([`lexemes`]) and stored with
 //! `array_to_tsvector`: PostgreSQL's own parser (`to_tsvector`) cost 0.74 ms of the backend's CPU
 //! per message of 9 kB, most of an ingest batch's flush, where `array_to_tsvector` of the words
-//! costs 0.013 ms and folding them here ~0.03 ms (BENCHMARKS.md, "Ingest", tenth round). A
-//! search folds its words the same way ([`tsquery`]), so what is indexed and what is asked agree.
+//! costs 0.013 ms, and folding them here 0.5 % of a drain's CPU samples (BENCHMARKS.md, "Ingest",
+//! tenth round). A search folds its words the same way ([`tsquery`]), so what is indexed and what
+//! is asked agree.
 
 use diesel::prelude::*;
 

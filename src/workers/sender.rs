@@ -51,7 +51,7 @@ pub enum Transport {
     Smtp(Box<SmtpPool>),
     /// Each mail a file of `dir`, written one at a time: concurrent writers creating files in
     /// one directory spin on its lock (a third of the daemon's CPU during a drain with two
-    /// mailboxes: BENCHMARKS.md, "Ingest", tenth round), and one writer does ~10,000 a second.
+    /// mailboxes: BENCHMARKS.md, "Ingest", tenth round); one writer kept up with those drains.
     File {
         dir: PathBuf,
         one_at_a_time: tokio::sync::Mutex<()>,
