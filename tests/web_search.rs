@@ -176,9 +176,14 @@ async fn words_indexed_before_the_search_words_migration_are_found() {
         })
         .unwrap();
     if app.app.store.backend() == guichet::store::Backend::Postgres {
-        // Back to the index as the code before wrote it (the migration's own `down`), then forward.
-        assert_eq!(app.app.store.revert_last_migration().unwrap(), "20261208000000");
-        assert_eq!(app.app.store.migrate().unwrap(), vec!["20261208000000".to_string()]);
+        // Back to the index as the code before wrote it (the migration's own `down`, any later
+        // migration reverted first), then forward.
+        let mut reverted = Vec::new();
+        while reverted.last().map(String::as_str) != Some("20261208000000") {
+            assert!(reverted.len() < 5, "the search words' migration is not among the newest: {reverted:?}");
+            reverted.push(app.app.store.revert_last_migration().unwrap());
+        }
+        assert_eq!(app.app.store.migrate().unwrap().len(), reverted.len());
     }
     for word in ["jean-pierre@exemple.fr", "exemple.fr", "KX-200", "piece", "ECRIRE"] {
         let c = ListCriteria { keywords: vec![word.into()], statuses: Vec::new(), ..Default::default() };

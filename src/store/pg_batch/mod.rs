@@ -78,6 +78,7 @@ pub(crate) struct Rows {
     threads_held: HashMap<String, i64>,
     /// Thread ids looked up in the database: the ticket, or none.
     threads_db: HashMap<String, Option<i64>>,
+    /// Messages' ids and their distinct words, space-separated (`search_index::lexemes`).
     words: Vec<(i64, String)>,
     outbox: Vec<OutboxRow>,
     /// Addresses looked up in `undeliverable`: until when, or not there.
